@@ -1,0 +1,73 @@
+"""extractor: typed, validated records out of language models.
+
+Declare a Pydantic model, call `extract`, get an instance back. The model is compiled to
+a JSON Schema once, sent through an OpenAI-compatible chat-completions API in the best
+mode the provider offers, and the answer is validated; invalid answers are re-asked with
+their errors, transport failures retried with backoff.
+
+    from extractor import extractable
+
+    @extractable(model="openrouter/mistralai/mistral-large-2407")
+    class Contact(BaseModel):
+        name: str
+        email: str | None = None
+
+    contact = Contact.extract("Reach Ann Lee at ann@example.com")
+"""
+
+from extractor.api import aextract, default_client, extract, extractable
+from extractor.client import Client
+from extractor.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AttemptError,
+    ConfigurationError,
+    ErrorDetail,
+    ExtractorError,
+    InvalidAnswer,
+    ParameterError,
+    Refusal,
+    RetriesExhausted,
+    SchemaError,
+    TruncatedAnswer,
+)
+from extractor.providers import MODES, PROVIDERS
+from extractor.result import Attempt, Extraction, Usage
+from extractor.retry import RetryPolicy
+from extractor.schema import DIALECTS, CompiledSchema, compile_schema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DIALECTS",
+    "MODES",
+    "PROVIDERS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Attempt",
+    "AttemptError",
+    "Client",
+    "CompiledSchema",
+    "ConfigurationError",
+    "ErrorDetail",
+    "Extraction",
+    "ExtractorError",
+    "InvalidAnswer",
+    "ParameterError",
+    "Refusal",
+    "RetriesExhausted",
+    "RetryPolicy",
+    "SchemaError",
+    "TruncatedAnswer",
+    "Usage",
+    "__version__",
+    "aextract",
+    "compile_schema",
+    "default_client",
+    "extract",
+    "extractable",
+]

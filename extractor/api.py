@@ -1,0 +1,112 @@
+"""The short forms: `extract` / `aextract` functions and the `@extractable` decorator.
+
+Both go through one process-wide `Client`, so connections are pooled across calls
+whatever model or provider each call names.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from extractor.client import Client, _check_mode, _check_retries
+from extractor.params import check_params
+from extractor.result import Extraction
+
+__all__ = ["aextract", "default_client", "extract", "extractable"]
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+_CALL_OPTIONS = frozenset({"model", "base_url", "api_key", "mode", "max_retries", "instructions"})
+
+
+def default_client() -> Client:
+    """The process-wide client used by `extract`, `aextract` and decorated classes."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Client()
+    return _default
+
+
+@overload
+def extract(target: type[T], document: str, **options: Any) -> T: ...
+@overload
+def extract(target: Mapping[str, Any], document: str, **options: Any) -> dict[str, Any]: ...
+def extract(target: Any, document: str, **options: Any) -> Any:
+    """Extract one record of `target` from `document` (see `Client.extract` for options)."""
+    return default_client().extract(target, document, **options)
+
+
+@overload
+async def aextract(target: type[T], document: str, **options: Any) -> T: ...
+@overload
+async def aextract(target: Mapping[str, Any], document: str, **options: Any) -> dict[str, Any]: ...
+async def aextract(target: Any, document: str, **options: Any) -> Any:
+    """The async form of `extract`."""
+    return await default_client().aextract(target, document, **options)
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    if "mode" in options:
+        _check_mode(options["mode"])
+    if "max_retries" in options:
+        _check_retries(options["max_retries"])
+    check_params({k: v for k, v in options.items() if k not in _CALL_OPTIONS})
+
+
+@overload
+def extractable(cls: C, /) -> C: ...
+@overload
+def extractable(cls: None = None, /, **options: Any) -> Callable[[C], C]: ...
+def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]:
+    """Give a model class `extract`, `aextract`, `extract_result` and `aextract_result`.
+
+    Works bare (`@extractable`) or with defaults (`@extractable(model=..., max_retries=2,
+    temperature=0)`); every default can be overridden per call. Options are checked here,
+    so a bad one fails at import time, not at the first call.
+    """
+    _check_options(options)
+
+    def decorate(target: C) -> C:
+        defaults = dict(options)
+
+        def merged(overrides: dict[str, Any]) -> dict[str, Any]:
+            return {**defaults, **overrides}
+
+        def extract_(klass: type[T], document: str, **overrides: Any) -> T:
+            return default_client().extract(klass, document, **merged(overrides))
+
+        def extract_result(klass: type[T], document: str, **overrides: Any) -> Extraction[T]:
+            return default_client().extract_result(klass, document, **merged(overrides))
+
+        async def aextract_(klass: type[T], document: str, **overrides: Any) -> T:
+            return await default_client().aextract(klass, document, **merged(overrides))
+
+        async def aextract_result(klass: type[T], document: str, **overrides: Any) -> Extraction[T]:
+            return await default_client().aextract_result(klass, document, **merged(overrides))
+
+        methods: tuple[tuple[str, Callable[..., Any]], ...] = (
+            ("extract", extract_),
+            ("extract_result", extract_result),
+            ("aextract", aextract_),
+            ("aextract_result", aextract_result),
+        )
+        for name, function in methods:
+            function.__name__ = name
+            function.__qualname__ = f"{target.__qualname__}.{name}"
+            function.__doc__ = (
+                f"{name.replace('_', ' ')} a {target.__name__} from a document "
+                "(options override the decorator's)."
+            )
+            setattr(target, name, classmethod(function))
+        target.__extractor_options__ = defaults  # type: ignore[attr-defined]  # read by tools
+        return target
+
+    return decorate(cls) if cls is not None else decorate

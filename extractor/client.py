@@ -1,0 +1,411 @@
+"""`Client`: one pooled connection, and the extraction loop shared by sync and async calls.
+
+The loop is written once, as a generator that yields request bodies and receives
+decoded responses (`_conversation`). The sync and async drivers only send: each wraps
+the send in the transport retry policy. The reask loop (validation failures) runs on
+tenacity inside the generator, with its own budget, so the two loops never mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar, overload
+
+import httpx
+import tenacity
+
+from extractor.errors import (
+    APIError,
+    APIStatusError,
+    AttemptError,
+    ConfigurationError,
+    InvalidAnswer,
+    ParameterError,
+    Refusal,
+    RetriesExhausted,
+    TruncatedAnswer,
+)
+from extractor.modes import build_body, decode
+from extractor.params import check_params
+from extractor.parse import parse_json
+from extractor.prompts import document_messages, reask_messages, truncation_message
+from extractor.providers import MODES, Endpoint, resolve
+from extractor.result import Attempt, Extraction, Usage
+from extractor.retry import RetryPolicy, describe
+from extractor.schema import CompiledSchema, compile_schema
+from extractor.transport import apost, post
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("extractor")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT: Final = 120.0
+DEFAULT_MAX_RETRIES: Final = 2
+
+#: Modes that `auto` found rejected, per (base URL, model): the next call starts past them.
+_mode_memory: dict[tuple[str, str], str] = {}
+_mode_memory_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything one extraction needs, settled before the first request."""
+
+    endpoint: Endpoint
+    schema: CompiledSchema[Any]
+    document: str
+    modes: tuple[str, ...]  # the mode to use first, then the fallbacks (auto only)
+    max_retries: int
+    instructions: str | None
+    params: dict[str, Any]
+
+
+class Client:
+    """Extracts typed records; holds one pooled HTTP client per kind (sync, async).
+
+    Defaults given here (model, mode, retries, request parameters such as
+    `temperature`) apply to every call and can be overridden per call. Reuse one client:
+    it keeps connections open between calls.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        mode: str = "auto",
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        instructions: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        **params: Any,
+    ) -> None:
+        _check_mode(mode)
+        _check_retries(max_retries)
+        self.model = model
+        self.base_url = base_url
+        self._api_key = api_key
+        self.mode = mode
+        self.max_retries = max_retries
+        self.instructions = instructions
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.params = check_params(params)
+        self._transport = transport
+        self._async_transport = async_transport
+        self._http: httpx.Client | None = None
+        self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        self._endpoints: dict[tuple[str | None, str | None, str | None], Endpoint] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client(model={self.model!r}, mode={self.mode!r}, base_url={self.base_url!r})"
+
+    # --- public calls ---------------------------------------------------------------------
+
+    @overload
+    def extract(self, target: type[T], document: str, **options: Any) -> T: ...
+    @overload
+    def extract(
+        self, target: Mapping[str, Any], document: str, **options: Any
+    ) -> dict[str, Any]: ...
+    def extract(self, target: Any, document: str, **options: Any) -> Any:
+        """Extract one record of `target` from `document`.
+
+        `target` is a Pydantic model, a type such as `list[Model]`, or a JSON Schema dict
+        (a validated dict comes back). Options: `model`, `base_url`, `api_key`, `mode`,
+        `max_retries`, `instructions`, and any request parameter (`temperature`, `seed`,
+        `stop`, ...). Raises `RetriesExhausted` when no attempt validated.
+        """
+        return self.extract_result(target, document, **options).value
+
+    @overload
+    def extract_result(self, target: type[T], document: str, **options: Any) -> Extraction[T]: ...
+    @overload
+    def extract_result(
+        self, target: Mapping[str, Any], document: str, **options: Any
+    ) -> Extraction[dict[str, Any]]: ...
+    def extract_result(self, target: Any, document: str, **options: Any) -> Extraction[Any]:
+        """Like `extract`, returning the record with usage, attempts, mode and response id."""
+        plan = self._plan(target, document, options)
+        conversation = _conversation(plan)
+        client = self._sync_client()
+        try:
+            body = next(conversation)
+            while True:
+                try:
+                    payload = self._send(client, plan.endpoint, body)
+                except APIError as exc:
+                    body = conversation.throw(exc)
+                else:
+                    body = conversation.send(payload)
+        except StopIteration as done:
+            result: Extraction[Any] = done.value
+            return result
+
+    @overload
+    async def aextract(self, target: type[T], document: str, **options: Any) -> T: ...
+    @overload
+    async def aextract(
+        self, target: Mapping[str, Any], document: str, **options: Any
+    ) -> dict[str, Any]: ...
+    async def aextract(self, target: Any, document: str, **options: Any) -> Any:
+        """The async form of `extract`."""
+        return (await self.aextract_result(target, document, **options)).value
+
+    @overload
+    async def aextract_result(
+        self, target: type[T], document: str, **options: Any
+    ) -> Extraction[T]: ...
+    @overload
+    async def aextract_result(
+        self, target: Mapping[str, Any], document: str, **options: Any
+    ) -> Extraction[dict[str, Any]]: ...
+    async def aextract_result(self, target: Any, document: str, **options: Any) -> Extraction[Any]:
+        """The async form of `extract_result`."""
+        plan = self._plan(target, document, options)
+        conversation = _conversation(plan)
+        client = self._async_client()
+        try:
+            body = next(conversation)
+            while True:
+                try:
+                    payload = await self._asend(client, plan.endpoint, body)
+                except APIError as exc:
+                    body = conversation.throw(exc)
+                else:
+                    body = conversation.send(payload)
+        except StopIteration as done:
+            result: Extraction[Any] = done.value
+            return result
+
+    def close(self) -> None:
+        """Close the pooled sync connections (async ones close with `aclose`)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        self.close()
+        if self._ahttp is not None:
+            await self._ahttp[1].aclose()
+            self._ahttp = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _plan(self, target: Any, document: str, options: dict[str, Any]) -> _Plan:
+        if not isinstance(document, str):
+            raise ConfigurationError(
+                f"the document must be a str, not {type(document).__name__}; "
+                "decode bytes first (e.g. data.decode('utf-8'))"
+            )
+        model = options.pop("model", None) or self.model
+        base_url = options.pop("base_url", None) or self.base_url
+        api_key = options.pop("api_key", None) or self._api_key
+        mode = options.pop("mode", None) or self.mode
+        max_retries = options.pop("max_retries", None)
+        max_retries = self.max_retries if max_retries is None else max_retries
+        instructions = options.pop("instructions", None) or self.instructions
+        _check_mode(mode)
+        _check_retries(max_retries)
+        endpoint = self._endpoint(model, base_url, api_key)
+        dialect = endpoint.provider.dialect
+        params = {**self.params, **check_params(options, temperature_max=dialect.temperature_max)}
+        temperature = params.get("temperature")
+        if temperature is not None and temperature > dialect.temperature_max:
+            limit = dialect.temperature_max
+            raise ParameterError(
+                "temperature", f"{endpoint.provider.name} accepts 0 to {limit}, not {temperature}"
+            )
+        schema = compile_schema(target)
+        modes = _auto_modes(endpoint) if mode == "auto" else (mode,)
+        schema.dialect(dialect.schema_dialect)  # refuse an inexpressible schema before sending
+        return _Plan(endpoint, schema, document, modes, max_retries, instructions, params)
+
+    def _endpoint(self, model: str | None, base_url: str | None, api_key: str | None) -> Endpoint:
+        key = (model, base_url, api_key)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = resolve(model, base_url=base_url, api_key=api_key)
+            if len(self._endpoints) < 64:
+                self._endpoints[key] = endpoint
+        return endpoint
+
+    def _sync_client(self) -> httpx.Client:
+        if self._http is None:
+            with self._lock:
+                if self._http is None:
+                    self._http = httpx.Client(
+                        transport=self._transport, timeout=self.timeout, follow_redirects=False
+                    )
+        return self._http
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._ahttp is None or self._ahttp[0] is not loop:
+            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool
+            self._ahttp = (
+                loop,
+                httpx.AsyncClient(
+                    transport=self._async_transport, timeout=self.timeout, follow_redirects=False
+                ),
+            )
+        return self._ahttp[1]
+
+    def _send(self, client: httpx.Client, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        retrying = self.retry.retrying(_log_retry)
+        return retrying(post, client, endpoint, body)
+
+    async def _asend(
+        self, client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any]
+    ) -> Any:
+        retrying = self.retry.async_retrying(_log_retry)
+        return await retrying(apost, client, endpoint, body)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigurationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def _check_retries(max_retries: Any) -> None:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    logger.info("request failed, retrying: %s", describe(state))
+
+
+def _auto_modes(endpoint: Endpoint) -> tuple[str, ...]:
+    order = endpoint.provider.dialect.modes
+    start = _mode_memory.get((endpoint.base_url, endpoint.model))
+    return order[order.index(start) :] if start in order else order
+
+
+def _rejects_mode(exc: APIError) -> bool:
+    """Whether the server refused the request's shape (the mode), not the request itself."""
+    if not isinstance(exc, APIStatusError):
+        return False
+    if exc.status in (400, 422):
+        return True
+    return exc.status >= 500 and "response_format" in exc.body
+
+
+def _conversation(plan: _Plan) -> Generator[dict[str, Any], Any, Extraction[Any]]:
+    """The extraction loop: yields request bodies, receives responses, returns the record."""
+    attempts: list[Attempt] = []
+    modes = list(plan.modes)
+    mode = modes.pop(0)
+    messages = _opening(plan, mode)
+    dialect = plan.endpoint.provider.dialect
+    reasks = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(plan.max_retries + 1),
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, AttemptError) and e.reaskable),
+        reraise=True,
+    )
+    try:
+        for attempt in reasks:
+            with attempt:
+                while True:
+                    body = build_body(
+                        mode,
+                        model=plan.endpoint.model,
+                        messages=messages,
+                        schema=plan.schema,
+                        dialect=dialect,
+                        params=plan.params,
+                    )
+                    try:
+                        payload = yield body
+                        break
+                    except APIError as exc:
+                        if not (modes and _rejects_mode(exc)):
+                            raise
+                        logger.info(
+                            "%s rejected mode %s (%s); trying %s",
+                            plan.endpoint.label,
+                            mode,
+                            exc,
+                            modes[0],
+                        )
+                        mode = modes.pop(0)
+                        with _mode_memory_lock:
+                            _mode_memory[(plan.endpoint.base_url, plan.endpoint.model)] = mode
+                        messages = _opening(plan, mode)
+                answer = decode(mode, payload)
+                error: AttemptError | None = None
+                value: Any = None
+                if answer.refusal:
+                    error = Refusal(answer.refusal)
+                elif answer.finish_reason == "length":
+                    error = TruncatedAnswer(raw=answer.text)
+                else:
+                    try:
+                        value = plan.schema.load(parse_json(answer.text))
+                    except InvalidAnswer as exc:
+                        error = InvalidAnswer(exc.errors, raw=answer.text)
+                attempts.append(
+                    Attempt(
+                        mode,
+                        answer.text,
+                        answer.finish_reason,
+                        answer.usage,
+                        answer.response_id,
+                        error,
+                    )
+                )
+                if error is None:
+                    return Extraction(value, plan.endpoint.label, mode, tuple(attempts))
+                logger.info("attempt %d failed: %s", len(attempts), error)
+                if isinstance(error, TruncatedAnswer):
+                    messages = [*messages, truncation_message()]
+                elif isinstance(error, InvalidAnswer):
+                    messages = [
+                        *messages,
+                        *reask_messages(
+                            mode,
+                            raw=answer.text,
+                            errors=error.errors,
+                            tool_call_id=answer.tool_call_id,
+                            tool_name=plan.schema.name,
+                        ),
+                    ]
+                raise error
+    except Refusal:
+        raise
+    except AttemptError as exc:
+        raise RetriesExhausted(attempts, usage=Usage.total(a.usage for a in attempts)) from exc
+    raise AssertionError("unreachable: the reask loop returns or raises")  # pragma: no cover
+
+
+def _opening(plan: _Plan, mode: str) -> list[dict[str, Any]]:
+    return document_messages(
+        plan.document,
+        mode=mode,
+        name=plan.schema.name,
+        schema=plan.schema.schema,
+        instructions=plan.instructions,
+    )

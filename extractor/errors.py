@@ -1,0 +1,181 @@
+"""Every error `extractor` raises, in one tree.
+
+```
+ExtractorError
+├── ConfigurationError        a mistake in how the call was set up: fix the call
+│   └── ParameterError        a sampling parameter out of range (names the parameter)
+├── SchemaError               a target no dialect can express (names the field)
+├── APIError                  the provider could not be reached, or said no
+│   ├── APIConnectionError    timeouts, refused or dropped connections
+│   │   └── APITimeoutError
+│   └── APIStatusError        an HTTP error status (or an error object in a 200 body)
+├── AttemptError              one answer that could not become a record
+│   ├── InvalidAnswer         not JSON, or JSON that breaks the schema: re-asked
+│   ├── TruncatedAnswer       cut off by the token limit: re-asked
+│   └── Refusal               the model declined: not re-asked
+└── RetriesExhausted          every attempt failed; carries all of them
+```
+
+Backend exceptions (httpx, jsonschema, pydantic) are translated at the boundary with
+`raise ... from`, so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from extractor.result import Attempt
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AttemptError",
+    "ConfigurationError",
+    "ErrorDetail",
+    "ExtractorError",
+    "InvalidAnswer",
+    "ParameterError",
+    "Refusal",
+    "RetriesExhausted",
+    "SchemaError",
+    "TruncatedAnswer",
+]
+
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "set-cookie"})
+
+
+class ExtractorError(Exception):
+    """Base class for every error raised by `extractor`."""
+
+
+class ConfigurationError(ExtractorError):
+    """The call is set up wrongly (unknown provider, missing key, bad option)."""
+
+
+class ParameterError(ConfigurationError):
+    """A request parameter is out of range; raised before any request is sent."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"parameter {name!r}: {message}")
+        self.name = name
+
+
+class SchemaError(ExtractorError):
+    """The target cannot be expressed in the chosen schema dialect."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(f"field {path!r}: {message}" if path else message)
+        self.path = path
+
+
+class APIError(ExtractorError):
+    """The provider could not be reached, or answered with an error."""
+
+
+class APIConnectionError(APIError):
+    """No usable HTTP response: connection refused or dropped, or a broken body."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+
+class APIStatusError(APIError):
+    """The provider answered with an error status (or an error object in a 200 body).
+
+    `body` and `headers` are kept for diagnosis; secret headers are masked.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.body = body
+        #: Seconds the server asked us to wait before trying again, if it said.
+        self.retry_after = retry_after
+        self.headers = {
+            k.lower(): ("***" if k.lower() in _SECRET_HEADERS else v)
+            for k, v in (headers or {}).items()
+        }
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a later identical request may succeed (rate limits, server trouble)."""
+        if self.status >= 500:
+            # llama.cpp's server answers an unsupported response_format with a 500:
+            # a rejection of the request's shape, which no retry will change
+            return "response_format" not in self.body
+        return self.status in (408, 409, 429)
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One problem with an answer: where (a dotted path, empty for the root) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '(root)'}: {self.message}"
+
+
+class AttemptError(ExtractorError):
+    """An answer that could not become a record."""
+
+    #: Whether asking again, with the errors, may help.
+    reaskable = True
+
+    def __init__(self, message: str, *, raw: str | None = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class InvalidAnswer(AttemptError):
+    """The answer is not JSON, or breaks the schema; `errors` says where and how."""
+
+    def __init__(self, errors: Sequence[ErrorDetail], *, raw: str | None = None) -> None:
+        shown = "; ".join(str(e) for e in errors[:5])
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"invalid answer: {shown}{more}", raw=raw)
+        self.errors = tuple(errors)
+
+
+class TruncatedAnswer(AttemptError):
+    """The answer stopped at the token limit (`finish_reason: length`)."""
+
+    def __init__(self, *, raw: str | None = None) -> None:
+        super().__init__(
+            "the answer was cut off at the token limit; raise max_completion_tokens", raw=raw
+        )
+
+
+class Refusal(AttemptError):
+    """The model declined to answer; asking again with the same input will not help."""
+
+    reaskable = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the model refused: {reason}", raw=None)
+        self.reason = reason
+
+
+class RetriesExhausted(ExtractorError):
+    """Every attempt failed; `attempts` holds each answer and what was wrong with it."""
+
+    def __init__(self, attempts: Sequence[Attempt], *, usage: Any = None) -> None:
+        last = attempts[-1].error if attempts else None
+        super().__init__(f"no valid record after {len(attempts)} attempt(s); last: {last}")
+        self.attempts = tuple(attempts)
+        self.usage = usage

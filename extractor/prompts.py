@@ -1,0 +1,111 @@
+"""The words sent to the model: instructions, the document, and the reask.
+
+Documents are untrusted: they only ever go in user messages, and nothing in them can
+change the instructions or the schema the answer is held to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from extractor.errors import ErrorDetail
+
+__all__ = ["document_messages", "reask_messages", "truncation_message"]
+
+Message = dict[str, Any]
+
+_BASE = (
+    "You extract structured data from the document in the user's message. "
+    "Use only what the document says; where it gives no value for a field that may be "
+    "null, use null. Never invent values."
+)
+_BY_MODE = {
+    "json_schema": "Answer with the JSON object only.",
+    "tools": "Answer by calling the function {name} with the extracted data.",
+    "json_object": "Answer with one JSON object that validates against this JSON Schema:\n{schema}",
+    "prompt": (
+        "Answer with one JSON object that validates against this JSON Schema, and "
+        "nothing else (no prose, no code fences):\n{schema}"
+    ),
+}
+
+
+def system_prompt(mode: str, *, name: str, schema: dict[str, Any], instructions: str | None) -> str:
+    """Instructions for one mode; only modes with no schema channel carry the schema."""
+    tail = _BY_MODE[mode].format(
+        name=name, schema=json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+    )
+    extra = f"\n\n{instructions.strip()}" if instructions else ""
+    return f"{_BASE} {tail}{extra}"
+
+
+def document_messages(
+    document: str, *, mode: str, name: str, schema: dict[str, Any], instructions: str | None
+) -> list[Message]:
+    """The opening conversation: instructions in the system message, the document as user."""
+    return [
+        {
+            "role": "system",
+            "content": system_prompt(mode, name=name, schema=schema, instructions=instructions),
+        },
+        {"role": "user", "content": document},
+    ]
+
+
+def render_errors(errors: Sequence[ErrorDetail], limit: int = 10) -> str:
+    """A short list of what was wrong, one line per problem: the path, then the problem."""
+    lines = [f"- {e}" for e in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"- … and {len(errors) - limit} more")
+    return "\n".join(lines)
+
+
+def reask_messages(
+    mode: str,
+    *,
+    raw: str | None,
+    errors: Sequence[ErrorDetail],
+    tool_call_id: str | None,
+    tool_name: str,
+) -> list[Message]:
+    """The previous answer and what was wrong with it, without resending the schema."""
+    problems = render_errors(errors)
+    if mode == "tools" and tool_call_id:
+        return [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": tool_call_id,
+                        "type": "function",
+                        "function": {"name": tool_name, "arguments": raw or ""},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": tool_call_id,
+                "content": f"The arguments did not validate:\n{problems}\n"
+                f"Call {tool_name} again with every problem fixed.",
+            },
+        ]
+    return [
+        {"role": "assistant", "content": raw or ""},
+        {
+            "role": "user",
+            "content": f"That answer did not validate:\n{problems}\n"
+            "Answer again with the corrected JSON object only.",
+        },
+    ]
+
+
+def truncation_message() -> Message:
+    """Sent after an answer cut off at the token limit; the partial answer is not resent."""
+    return {
+        "role": "user",
+        "content": "Your previous answer was cut off at the token limit. Answer again, "
+        "shorter: the JSON only, no commentary, no extra whitespace.",
+    }

@@ -1,0 +1,158 @@
+"""Transport retries as data: what is retried, how long to wait, when to stop.
+
+Only transport trouble is retried here (408, 409, 429, 5xx, timeouts, dropped
+connections). Answers that fail validation go round the separate reask loop in
+`extract`, with its own budget; the two never mix. Sleeping is injectable, so tests
+record waits instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from extractor.errors import APIConnectionError, APIStatusError
+
+__all__ = ["RetryPolicy", "retry_after"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, from the headers providers use; None if none.
+
+    Read in order: `retry-after-ms`, `Retry-After` (seconds or an HTTP date), then the
+    longest of `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` (`1s`, `6m0s`,
+    `20ms`) and OpenRouter's `x-ratelimit-reset` (epoch milliseconds).
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    if (ms := _float(lower.get("retry-after-ms"))) is not None:
+        return max(ms / 1000.0, 0.0)
+    value = lower.get("retry-after")
+    if value is not None:
+        seconds = _float(value)
+        if seconds is not None:
+            return max(seconds, 0.0)
+        try:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return max(when - (time.time() if now is None else now), 0.0)
+    resets = [
+        _duration(lower[k])
+        for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if k in lower
+    ]
+    if epoch_ms := _float(lower.get("x-ratelimit-reset")):
+        if epoch_ms > 1e11:  # an absolute time in milliseconds
+            resets.append(max(epoch_ms / 1000.0 - (time.time() if now is None else now), 0.0))
+        else:
+            resets.append(epoch_ms)
+    found = [r for r in resets if r is not None]
+    return max(found) if found else None
+
+
+def _float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _duration(value: str) -> float | None:
+    parts = _DURATION.findall(value.strip())
+    if not parts:
+        return _float(value)
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a transport failure may go away on its own."""
+    if isinstance(exc, APIStatusError):
+        return exc.retryable
+    return isinstance(exc, APIConnectionError)
+
+
+async def _async_sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transport failures are retried.
+
+    `attempts` counts every try of one request; waits grow exponentially from
+    `initial` with random jitter, unless the server says how long to wait, and no single
+    wait is longer than `max_wait`. `max_elapsed` stops retrying a request after that
+    many seconds in all.
+    """
+
+    attempts: int = 5
+    initial: float = 0.5
+    max_wait: float = 60.0
+    max_elapsed: float | None = 300.0
+    jitter: float = 0.5
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    async_sleep: Callable[[float], Awaitable[None]] = field(default=_async_sleep, repr=False)
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        """Seconds before the next try: the server's word, else exponential backoff."""
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if isinstance(asked, (int, float)):
+            return float(min(asked, self.max_wait))
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.initial, max=self.max_wait, jitter=self.jitter
+        )
+        return float(backoff(state))
+
+    def _stop(self) -> tenacity.stop.stop_base:
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.attempts)
+        if self.max_elapsed is not None:
+            stop = stop | tenacity.stop_after_delay(self.max_elapsed)
+        return stop
+
+    def retrying(self, on_retry: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
+        """A tenacity controller for a blocking request."""
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_retryable),
+            stop=self._stop(),
+            wait=self.wait,
+            sleep=self.sleep,
+            before_sleep=on_retry,
+            reraise=True,
+        )
+
+    def async_retrying(
+        self, on_retry: Callable[[tenacity.RetryCallState], None]
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity controller for a request on the event loop."""
+        return tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(is_retryable),
+            stop=self._stop(),
+            wait=self.wait,
+            sleep=self.async_sleep,
+            before_sleep=on_retry,
+            reraise=True,
+        )
+
+
+def describe(state: tenacity.RetryCallState) -> dict[str, Any]:
+    """Log fields of a retry: which try failed, with what, and the wait before the next."""
+    exc = state.outcome.exception() if state.outcome else None
+    return {
+        "attempt": state.attempt_number,
+        "error": type(exc).__name__ if exc else None,
+        "wait_s": round(state.upcoming_sleep, 3),
+    }

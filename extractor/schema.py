@@ -1,0 +1,484 @@
+"""From a target (a Pydantic model, `list[Model]`, a JSON Schema dict) to a compiled schema.
+
+Pydantic's JSON Schema is the source of truth (`plain`). Providers get a dialect of it:
+
+- `openai-strict`: the subset OpenAI's strict structured outputs accept. Every property
+  is required, optional ones become nullable, every object is closed, unsupported
+  keywords are removed.
+- `mistral`: the plain schema, closed objects, without the keywords that only annotate.
+- `plain`: Draft 2020-12 as Pydantic writes it.
+
+A keyword a dialect drops is not lost: `CompiledSchema.load` validates the answer against
+the full schema (through Pydantic for models, jsonschema for dicts). A root that is not an
+object (a list, a scalar) is wrapped in a one-property object for the wire and unwrapped
+on the way back.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any, Final, Generic, TypeVar, cast, overload
+
+import pydantic
+
+from extractor.errors import ErrorDetail, InvalidAnswer, SchemaError
+
+__all__ = ["DIALECTS", "CompiledSchema", "compile_schema"]
+
+T = TypeVar("T")
+JSON = dict[str, Any]
+
+DIALECTS: Final = ("openai-strict", "mistral", "plain")
+
+#: Formats OpenAI's strict mode accepts; other `format` values are dropped (and still checked).
+_STRICT_FORMATS: Final = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+#: Keywords OpenAI's strict mode accepts; everything else is dropped from the dialect.
+_STRICT_KEYWORDS: Final = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "items", "enum", "anyOf",
+        "$ref", "$defs", "description", "pattern", "format", "multipleOf", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
+    }
+)  # fmt: skip
+_STRICT_MAX_PROPERTIES: Final = 5000
+_STRICT_MAX_DEPTH: Final = 10
+_STRICT_MAX_ENUM_VALUES: Final = 1000
+_ANNOTATIONS: Final = frozenset({"title", "examples", "discriminator", "default"})
+_NAME_RE: Final = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+class CompiledSchema(Generic[T]):
+    """A target compiled once: its wire schema in each dialect, and how to load answers.
+
+    Build it with `compile_schema`, which caches one per target.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        schema: JSON,
+        *,
+        wrap_key: str | None,
+        validate: Callable[[Any], T],
+        description: str | None = None,
+    ) -> None:
+        self.name = name
+        #: The full Draft 2020-12 schema of the wire object (wrapped where needed).
+        self.schema = schema
+        #: The property holding the value when the target's root is not an object.
+        self.wrap_key = wrap_key
+        self.description = description
+        self._validate = validate
+        self._dialects: dict[str, JSON] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short stable hash of the full schema: equal schemas, equal fingerprints."""
+        text = json.dumps(self.schema, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def dialect(self, name: str) -> JSON:
+        """The schema as a provider of that dialect should receive it (cached; do not mutate)."""
+        cached = self._dialects.get(name)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if name not in self._dialects:
+                self._dialects[name] = _to_dialect(self.schema, name)
+            return self._dialects[name]
+
+    def load(self, data: Any) -> T:
+        """Turn decoded JSON into the target's value, or raise `InvalidAnswer`.
+
+        Nulls the strict dialect allowed for optional fields are removed first, so
+        defaults apply; then the wrapper, if any, is taken off; then the full schema holds.
+        """
+        data = _drop_foreign_nulls(data, self.schema, self.schema.get("$defs", {}))
+        if self.wrap_key is not None:
+            if not isinstance(data, dict) or self.wrap_key not in data:
+                raise InvalidAnswer(
+                    [ErrorDetail("", f"expected an object with the key {self.wrap_key!r}")]
+                )
+            data = data[self.wrap_key]
+        return self._validate(data)
+
+
+_cache: dict[Any, CompiledSchema[Any]] = {}
+_cache_lock = threading.Lock()
+
+
+@overload
+def compile_schema(target: type[T]) -> CompiledSchema[T]: ...
+@overload
+def compile_schema(target: Mapping[str, Any]) -> CompiledSchema[dict[str, Any]]: ...
+@overload
+def compile_schema(target: Any) -> CompiledSchema[Any]: ...
+def compile_schema(target: Any) -> CompiledSchema[Any]:
+    """Compile a Pydantic model, any type Pydantic can validate, or a JSON Schema dict.
+
+    The result is cached per target, so calling this on every extraction costs a lookup.
+    """
+    key = _cache_key(target)
+    compiled = _cache.get(key)
+    if compiled is None:
+        built = _compile(target)
+        with _cache_lock:
+            compiled = _cache.setdefault(key, built)
+    return compiled
+
+
+def _cache_key(target: Any) -> Any:
+    if isinstance(target, Mapping):
+        return ("json", json.dumps(target, sort_keys=True, default=str))
+    try:
+        hash(target)
+    except TypeError as exc:
+        raise SchemaError(f"cannot use {target!r} as an extraction target") from exc
+    return ("type", target)
+
+
+def _compile(target: Any) -> CompiledSchema[Any]:
+    if isinstance(target, Mapping):
+        return _compile_json_schema(dict(target))
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(target)
+        schema = adapter.json_schema()
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as exc:
+        raise SchemaError(f"cannot build a JSON Schema for {target!r}: {exc}") from exc
+    name = _target_name(target, schema)
+
+    def validate(data: Any) -> Any:
+        try:
+            return adapter.validate_python(data)
+        except pydantic.ValidationError as exc:
+            raise InvalidAnswer(_pydantic_details(exc)) from None
+
+    wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
+    return CompiledSchema(
+        name, wire, wrap_key=wrap_key, validate=validate, description=schema.get("description")
+    )
+
+
+def _compile_json_schema(schema: JSON) -> CompiledSchema[Any]:
+    import jsonschema  # imported here: only dict targets need it
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        raise SchemaError(f"not a valid JSON Schema: {exc.message}", path=path) from None
+    wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+    def validate(data: Any) -> Any:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise InvalidAnswer(
+                [ErrorDetail(_dotted(e.absolute_path), e.message) for e in errors[:20]]
+            )
+        return data
+
+    name = _target_name(None, schema)
+    return CompiledSchema(
+        name, wire, wrap_key=wrap_key, validate=validate, description=schema.get("description")
+    )
+
+
+def _target_name(target: Any, schema: JSON) -> str:
+    raw = getattr(target, "__name__", None) if isinstance(target, type) else None
+    if raw is None:
+        if _is_list_schema(schema):
+            items = schema.get("items", {})
+            ref = items.get("$ref", "") if isinstance(items, dict) else ""
+            raw = (ref.rsplit("/", 1)[-1] or "item") + "_list"
+        else:
+            raw = str(schema.get("title") or "record")
+    return _NAME_RE.sub("_", raw)[:64] or "record"
+
+
+def _is_list_schema(schema: JSON) -> bool:
+    return schema.get("type") == "array"
+
+
+def _is_object_root(schema: JSON) -> bool:
+    return schema.get("type") == "object" and "anyOf" not in schema and "oneOf" not in schema
+
+
+def _wrap(schema: JSON, key: str) -> tuple[JSON, str | None]:
+    """Give the wire an object root; return the wire schema and the wrapper key (or None)."""
+    schema = copy.deepcopy(schema)
+    ref = schema.get("$ref")
+    defs = schema.get("$defs", {})
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and len(schema.keys() - {"$defs"}) == 1:
+        resolved = defs.get(ref.removeprefix("#/$defs/"))
+        if isinstance(resolved, dict) and _is_object_root(resolved):
+            # a recursive model's root is a bare reference; its definition stands in
+            return {**resolved, "$defs": defs}, None
+    if _is_object_root(schema):
+        return schema, None
+    defs = schema.pop("$defs", None)
+    wrapper: JSON = {
+        "type": "object",
+        "properties": {key: schema},
+        "required": [key],
+        "additionalProperties": False,
+    }
+    if defs:
+        wrapper["$defs"] = defs
+    return wrapper, key
+
+
+def _pydantic_details(exc: pydantic.ValidationError) -> list[ErrorDetail]:
+    details = []
+    for err in exc.errors(include_url=False, include_context=False):
+        message = err["msg"]
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+            shown = json.dumps(err["input"], default=str)
+            message += f" (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
+        details.append(ErrorDetail(_dotted(err["loc"]), message))
+    return details
+
+
+def _dotted(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --- dialects -------------------------------------------------------------------------------
+
+
+def _to_dialect(schema: JSON, dialect: str) -> JSON:
+    if dialect == "plain":
+        return schema
+    if dialect == "openai-strict":
+        strict = _Strict(schema.get("$defs", {}))
+        out = strict.node(schema, "", root=True)
+        strict.check_limits(out)
+        return out
+    if dialect == "mistral":
+        return _mistral(schema)
+    raise SchemaError(f"unknown schema dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+
+
+class _Strict:
+    """The openai-strict transformation, with the field path kept for error messages."""
+
+    def __init__(self, defs: JSON) -> None:
+        self.defs = defs
+
+    def node(self, node: Any, path: str, *, root: bool = False) -> JSON:
+        if not isinstance(node, dict):
+            raise SchemaError("boolean schemas are not supported in openai-strict", path=path)
+        node = dict(node)
+        if "allOf" in node:
+            parts = node.pop("allOf")
+            if len(parts) != 1:
+                raise SchemaError("allOf is not supported in openai-strict", path=path)
+            node = {**parts[0], **node}
+        if "oneOf" in node:
+            node["anyOf"] = node.pop("oneOf")
+        if "const" in node:
+            node["enum"] = [node.pop("const")]
+        if "prefixItems" in node:
+            raise SchemaError(
+                "tuples (prefixItems) are not supported in openai-strict; use a list or a model",
+                path=path,
+            )
+        if node.get("format") not in _STRICT_FORMATS:
+            node.pop("format", None)
+        out: JSON = {k: v for k, v in node.items() if k in _STRICT_KEYWORDS}
+        if "$ref" in out:
+            ref: JSON = {"$ref": out["$ref"]}
+            return (
+                {"anyOf": [ref], "description": out["description"]} if "description" in out else ref
+            )
+        if "$defs" in out:
+            out["$defs"] = {k: self.node(v, f"$defs.{k}") for k, v in out["$defs"].items()}
+        if "anyOf" in out:
+            if root:
+                raise SchemaError(
+                    "the root of an openai-strict schema cannot be a union", path=path
+                )
+            out["anyOf"] = [self.node(b, path) for b in out["anyOf"]]
+        if "items" in out:
+            out["items"] = self.node(out["items"], f"{path}[]")
+        types = out.get("type")
+        is_object = types == "object" or (isinstance(types, list) and "object" in types)
+        if is_object or "properties" in out:
+            self._close_object(out, node, path)
+        elif root:
+            raise SchemaError("the root of an openai-strict schema must be an object", path=path)
+        return out
+
+    def _close_object(self, out: JSON, original: JSON, path: str) -> None:
+        extra = original.get("additionalProperties")
+        props = original.get("properties") or {}
+        if isinstance(extra, dict) or extra is True or (not props and extra is not False):
+            raise SchemaError(
+                "open-ended objects (dict[str, ...] or bare `object`) cannot be expressed in "
+                "openai-strict; use a model with named fields or a list of key/value models",
+                path=path,
+            )
+        required = set(original.get("required", ()))
+        new_props: JSON = {}
+        for name, sub in props.items():
+            child = self.node(sub, f"{path}.{name}" if path else name)
+            if name not in required and not _accepts_null(sub, self.defs):
+                child = _nullable(child)
+            new_props[name] = child
+        out["properties"] = new_props
+        out["required"] = list(new_props)
+        out["additionalProperties"] = False
+
+    def check_limits(self, schema: JSON) -> None:
+        props = enums = 0
+
+        def walk(node: Any, depth: int, path: str, seen: frozenset[str]) -> None:
+            nonlocal props, enums
+            if not isinstance(node, dict):
+                return
+            if "$ref" in node:
+                name = node["$ref"].rsplit("/", 1)[-1]
+                if name not in seen:  # a recursive model may nest without end: count once
+                    walk(self.defs.get(name, {}), depth, path, seen | {name})
+                return
+            if "properties" in node:
+                depth += 1
+                if depth > _STRICT_MAX_DEPTH:
+                    raise SchemaError(
+                        f"nests objects deeper than {_STRICT_MAX_DEPTH} levels (openai-strict)",
+                        path=path,
+                    )
+                props += len(node["properties"])
+                for name, sub in node["properties"].items():
+                    walk(sub, depth, f"{path}.{name}" if path else name, seen)
+            enums += len(node.get("enum", ()))
+            for branch in node.get("anyOf", ()):
+                walk(branch, depth, path, seen)
+            if "items" in node:
+                walk(node["items"], depth, f"{path}[]", seen)
+
+        walk({k: v for k, v in schema.items() if k != "$defs"}, 0, "", frozenset())
+        if props > _STRICT_MAX_PROPERTIES:
+            raise SchemaError(f"has {props} properties; openai-strict allows 5000")
+        if enums > _STRICT_MAX_ENUM_VALUES:
+            raise SchemaError(f"has {enums} enum values; openai-strict allows 1000")
+
+
+def _nullable(node: JSON) -> JSON:
+    if "anyOf" in node:
+        return {**node, "anyOf": [*node["anyOf"], {"type": "null"}]}
+    if "$ref" in node:
+        return {"anyOf": [node, {"type": "null"}]}
+    out = dict(node)
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    kind = out.get("type")
+    if isinstance(kind, str):
+        out["type"] = [kind, "null"]
+    elif isinstance(kind, list) and "null" not in kind:
+        out["type"] = [*kind, "null"]
+    elif kind is None and "enum" not in out:
+        return {"anyOf": [node, {"type": "null"}]}
+    return out
+
+
+def _resolve(node: Any, defs: JSON) -> Any:
+    seen = 0
+    while isinstance(node, dict) and "$ref" in node and seen < 32:
+        node = defs.get(str(node["$ref"]).rsplit("/", 1)[-1], {})
+        seen += 1
+    return node
+
+
+def _accepts_null(node: Any, defs: JSON) -> bool:
+    """Whether the schema admits `null` (a conservative reading: only the common forms)."""
+    node = _resolve(node, defs)
+    if not isinstance(node, dict):
+        return node is True
+    kind = node.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    if "enum" in node and None in node["enum"]:
+        return True
+    if "const" in node and node["const"] is None:
+        return True
+    branches = node.get("anyOf") or node.get("oneOf") or []
+    return any(_accepts_null(b, defs) for b in branches)
+
+
+def _drop_foreign_nulls(data: Any, node: Any, defs: JSON) -> Any:
+    """Remove nulls the strict dialect allowed where the full schema has no null.
+
+    Strict mode makes every optional property required-but-nullable; a null there means
+    "not given", so the key is dropped and the target's default applies.
+    """
+    node = _resolve(node, defs)
+    if not isinstance(node, dict):
+        return data
+    if isinstance(data, dict):
+        props = node.get("properties")
+        if isinstance(props, dict):
+            required = node.get("required", ())
+            out = {}
+            for key, value in data.items():
+                sub = props.get(key)
+                if sub is None:
+                    out[key] = value
+                elif value is None and key not in required and not _accepts_null(sub, defs):
+                    continue
+                else:
+                    out[key] = _drop_foreign_nulls(value, sub, defs)
+            return out
+        for branch in node.get("anyOf") or node.get("oneOf") or ():
+            branch = _resolve(branch, defs)
+            if isinstance(branch, dict) and data.keys() <= set(branch.get("properties", {})):
+                return _drop_foreign_nulls(data, branch, defs)
+        return data
+    if isinstance(data, list):
+        items = node.get("items")
+        if items is None:
+            for branch in node.get("anyOf") or node.get("oneOf") or ():
+                branch = _resolve(branch, defs)
+                if isinstance(branch, dict) and "items" in branch:
+                    items = branch["items"]
+                    break
+        if items is not None:
+            return [_drop_foreign_nulls(v, items, defs) for v in data]
+    return data
+
+
+def _mistral(schema: JSON) -> JSON:
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out: JSON = {}
+        for key, value in node.items():
+            if key in _ANNOTATIONS:
+                continue
+            if key in ("properties", "$defs"):
+                out[key] = {name: walk(sub) for name, sub in value.items()}
+            elif key in ("const", "enum"):
+                out[key] = value
+            else:
+                out[key] = walk(value)
+        if out.get("type") == "object" and "properties" in out:
+            out.setdefault("additionalProperties", False)
+        return out
+
+    return cast(JSON, walk(schema))

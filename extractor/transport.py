@@ -1,0 +1,113 @@
+"""The only I/O of a remote extraction: POST a body, get JSON back, or a typed error.
+
+httpx exceptions and error statuses are translated here into the `APIError` tree, with
+the key masked wherever the server might have echoed it. Response bodies are capped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Final
+
+import httpx
+
+from extractor.errors import APIConnectionError, APIStatusError, APITimeoutError
+from extractor.providers import Endpoint
+from extractor.retry import retry_after
+
+__all__ = ["MAX_RESPONSE_BYTES", "apost", "post"]
+
+logger = logging.getLogger("extractor")
+
+#: Larger answers are refused: no extraction answer is this big.
+MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+
+
+def _request(
+    client: httpx.Client | httpx.AsyncClient, endpoint: Endpoint, body: Any
+) -> httpx.Request:
+    return client.build_request(
+        "POST",
+        f"{endpoint.base_url}/chat/completions",
+        content=json.dumps(body, ensure_ascii=False).encode(),
+        headers={**endpoint.headers(), "Content-Type": "application/json"},
+    )
+
+
+def _redact(text: str, endpoint: Endpoint) -> str:
+    return text.replace(endpoint.api_key, "***") if endpoint.api_key else text
+
+
+def _finish(response: httpx.Response, content: bytes, endpoint: Endpoint) -> Any:
+    text = _redact(content.decode("utf-8", errors="replace"), endpoint)
+    if response.status_code >= 400:
+        message = text[:500]
+        try:
+            error = json.loads(text).get("error")
+            if isinstance(error, dict) and error.get("message"):
+                message = str(error["message"])
+            elif isinstance(error, str):
+                message = error
+        except (ValueError, AttributeError):
+            pass
+        raise APIStatusError(
+            response.status_code,
+            message,
+            body=text[:4000],
+            headers=response.headers,
+            retry_after=retry_after(response.headers),
+        )
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise APIConnectionError(
+            f"the server sent a {response.status_code} whose body is not JSON: {text[:200]!r}"
+        ) from exc
+
+
+def _too_large(endpoint: Endpoint) -> APIConnectionError:
+    return APIConnectionError(
+        f"the response from {endpoint.base_url} is larger than {MAX_RESPONSE_BYTES} bytes"
+    )
+
+
+def _translate(exc: httpx.HTTPError, endpoint: Endpoint) -> APIConnectionError:
+    message = _redact(f"{type(exc).__name__} talking to {endpoint.base_url}: {exc}", endpoint)
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(message)
+    return APIConnectionError(message)
+
+
+def post(client: httpx.Client, endpoint: Endpoint, body: Any) -> Any:
+    """Send one request and return the decoded JSON body; raise `APIError` otherwise."""
+    try:
+        response = client.send(_request(client, endpoint, body), stream=True)
+        try:
+            content = bytearray()
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    raise _too_large(endpoint)
+        finally:
+            response.close()
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    return _finish(response, bytes(content), endpoint)
+
+
+async def apost(client: httpx.AsyncClient, endpoint: Endpoint, body: Any) -> Any:
+    """Send one request on the event loop; the async twin of `post`."""
+    try:
+        response = await client.send(_request(client, endpoint, body), stream=True)
+        try:
+            content = bytearray()
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    raise _too_large(endpoint)
+        finally:
+            await response.aclose()
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    return _finish(response, bytes(content), endpoint)
