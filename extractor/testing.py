@@ -1,0 +1,705 @@
+"""A scriptable OpenAI-compatible chat-completions server for tests.
+
+`ChatServer` listens on a real loopback socket, so the code under test goes through its
+real HTTP client, timeouts and retry logic instead of a mock. You script what each chat
+request gets back (an answer, an error, a delay, a dropped or truncated connection) and
+afterwards inspect every request the server received.
+
+Example::
+
+    import httpx
+    from extractor.testing import Answer, ChatServer, Fault
+
+    with ChatServer() as server:
+        server.script(
+            Fault(429, headers={"Retry-After": "0"}),
+            Answer(content='{"name": "Ann"}'),
+        )
+        url = server.base_url + "/chat/completions"
+        first = httpx.post(url, json={"model": "m", "messages": []})
+        second = httpx.post(url, json={"model": "m", "messages": []})
+        assert first.status_code == 429
+        assert second.json()["choices"][0]["message"]["content"] == '{"name": "Ann"}'
+        assert len(server.requests) == 2
+
+Scripted items are consumed first-in first-out, one per chat request. When the script
+is empty, ``server.handler`` (a function of the `RecordedRequest`) is asked instead;
+when there is neither, the server answers 500 so a missing script is loud.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, TypeAlias, cast
+
+__all__ = [
+    "Answer",
+    "ChatServer",
+    "Delay",
+    "Drop",
+    "Fault",
+    "Item",
+    "Raw",
+    "RecordedRequest",
+    "Truncated",
+]
+
+DEFAULT_MODEL = "test-model"
+"""Model name used in answers when neither the `Answer` nor the request names one."""
+
+DEFAULT_USAGE: Mapping[str, int] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+"""Token usage reported by an `Answer` that does not set its own."""
+
+_NO_ANSWER_MESSAGE = "ChatServer: no scripted answer for this request"
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_MODEL_PATHS = frozenset({"/v1/models", "/models"})
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+_MAX_RESOLVE_STEPS = 100  # guards against a callable item that keeps returning callables
+
+
+def _check_status(status: int) -> None:
+    if not 100 <= status <= 599:
+        raise ValueError(f"HTTP status must be between 100 and 599, got {status}")
+
+
+def _error_body(message: str, type_: str, code: int | str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "code": code}}
+
+
+def _error_type(status: int) -> str:
+    return {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        409: "conflict_error",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+# ---------------------------------------------------------------------------
+# Recorded requests
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class RecordedRequest:
+    """One chat request as the server received it, kept so tests can assert on it.
+
+    ``headers`` has lower-cased names. ``body`` is the parsed JSON object, or None when
+    the body was not a JSON object; ``raw`` always holds the exact bytes.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+    body: dict[str, Any] | None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The request's ``messages``, or an empty list when absent or malformed."""
+        value = (self.body or {}).get("messages")
+        return value if isinstance(value, list) else []
+
+    @property
+    def model(self) -> str | None:
+        """The requested ``model``, if the body named one."""
+        value = (self.body or {}).get("model")
+        return value if isinstance(value, str) else None
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The request's ``tools``, or an empty list when none were sent."""
+        value = (self.body or {}).get("tools")
+        return value if isinstance(value, list) else []
+
+    @property
+    def response_format(self) -> dict[str, Any] | None:
+        """The request's ``response_format`` object, if any."""
+        value = (self.body or {}).get("response_format")
+        return value if isinstance(value, dict) else None
+
+    def __repr__(self) -> str:
+        # Credentials must not end up in test logs or assertion messages.
+        shown = {k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in self.headers.items()}
+        return (
+            f"RecordedRequest(method={self.method!r}, path={self.path!r}, "
+            f"headers={shown!r}, body={self.body!r})"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Script items
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful ``chat.completion`` response built from a few fields.
+
+    With ``tool_call`` set, the answer carries one function tool call whose arguments are
+    ``tool_call`` (a dict is JSON-encoded, a string is sent verbatim so it may be invalid
+    JSON on purpose). Its name is ``tool_name``, else the function forced by the request's
+    ``tool_choice``, else the request's first function tool, else ``"extract"``.
+    ``usage`` is sent as given, so provider extras such as ``cost`` pass through.
+    """
+
+    content: str | None = None
+    tool_call: Mapping[str, Any] | str | None = field(default=None, hash=False)
+    tool_name: str | None = None
+    finish_reason: str = "stop"
+    refusal: str | None = None
+    usage: Mapping[str, Any] | None = field(default=None, hash=False)
+    model: str | None = None
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_status(self.status)
+        # Copy mappings so mutating the caller's dict later cannot change a scripted item.
+        object.__setattr__(self, "headers", dict(self.headers))
+        if self.usage is not None:
+            object.__setattr__(self, "usage", dict(self.usage))
+        if self.tool_call is not None and not isinstance(self.tool_call, str):
+            object.__setattr__(self, "tool_call", dict(self.tool_call))
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An error response with the given status.
+
+    ``body`` may be a dict (sent as JSON), a str or bytes (sent as-is, ``text/plain``
+    unless ``headers`` sets Content-Type). None gives an OpenAI-style error object.
+    """
+
+    status: int
+    body: Mapping[str, Any] | str | bytes | None = field(default=None, hash=False)
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_status(self.status)
+        object.__setattr__(self, "headers", dict(self.headers))
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Exactly these body bytes, for malformed JSON or a 200 that is really an error."""
+
+    body: bytes | str
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    content_type: str = "application/json"
+
+    def __post_init__(self) -> None:
+        _check_status(self.status)
+        object.__setattr__(self, "headers", dict(self.headers))
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Wait ``seconds`` before serving ``then``, to exercise client timeouts.
+
+    The wait ends early when the server stops, so a long delay never outlives a test.
+    """
+
+    seconds: float
+    then: Item
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"Delay seconds must be >= 0, got {self.seconds}")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Close the connection without sending a byte, like a crashed upstream."""
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """Send ``then`` with its full Content-Length but only ``keep`` body bytes, then close.
+
+    This is what a connection cut mid-response looks like to the client.
+    """
+
+    then: Item
+    keep: int = 20
+
+    def __post_init__(self) -> None:
+        if self.keep < 0:
+            raise ValueError(f"Truncated keep must be >= 0, got {self.keep}")
+
+
+Item: TypeAlias = (
+    Answer | Fault | Raw | Delay | Drop | Truncated | Callable[[RecordedRequest], "Item"]
+)
+"""Anything that can be scripted: a response description, or a function of the request
+that returns one (resolved when the request arrives)."""
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str]
+
+
+def _json_response(
+    status: int, payload: Any, headers: Mapping[str, str] | None = None
+) -> _Response:
+    body = json.dumps(payload).encode()
+    return _Response(status, body, "application/json", headers or {})
+
+
+def _tool_name(request: RecordedRequest) -> str:
+    body = request.body or {}
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return cast(str, function["name"])
+    for tool in request.tools:
+        if isinstance(tool, dict) and tool.get("type", "function") == "function":
+            function = tool.get("function")
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                return cast(str, function["name"])
+    return "extract"
+
+
+# ---------------------------------------------------------------------------
+# HTTP plumbing
+# ---------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # default listen backlog is 5, which stalls bursts of clients
+
+    def __init__(
+        self, address: tuple[str, int], family: socket.AddressFamily, chat: ChatServer
+    ) -> None:
+        self.address_family = family
+        self.chat = chat
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) we do not need.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up (or the server stopping under them) is normal in tests.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError) or self.chat._stopping.is_set():
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "extractor-testing"
+    disable_nagle_algorithm = True  # with Nagle on, each response stalls ~40 ms on loopback
+
+    @property
+    def _chat(self) -> ChatServer:
+        return cast(_Server, self.server).chat
+
+    def setup(self) -> None:
+        super().setup()
+        self._chat._track(self.connection)
+
+    def finish(self) -> None:
+        self._chat._untrack(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay silent: request logs would only clutter test output."""
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def do_PUT(self) -> None:
+        self._route()
+
+    def do_PATCH(self) -> None:
+        self._route()
+
+    def do_DELETE(self) -> None:
+        self._route()
+
+    # -- request side -------------------------------------------------------
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length < 0:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes | None:
+        parts: list[bytes] = []
+        while True:
+            line = self.rfile.readline(65537)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return None
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # skip trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(65537)  # CRLF after each chunk
+
+    def _route(self) -> None:
+        raw = self._read_body()
+        if raw is None:
+            self.close_connection = True
+            self._send(
+                _json_response(
+                    400, _error_body("Malformed request body framing", "invalid_request_error")
+                )
+            )
+            return
+        route = self.path.split("?", 1)[0].rstrip("/")
+        if route in _CHAT_PATHS:
+            if self.command == "POST":
+                self._chat_completion(raw)
+            else:
+                self._method_not_allowed("POST")
+        elif route in _MODEL_PATHS:
+            if self.command == "GET":
+                self._send(_json_response(200, self._models()))
+            else:
+                self._method_not_allowed("GET")
+        else:
+            message = f"ChatServer: unknown path {self.command} {self.path}"
+            self._send(_json_response(404, _error_body(message, "invalid_request_error")))
+
+    def _method_not_allowed(self, allowed: str) -> None:
+        message = f"ChatServer: method {self.command} not allowed on {self.path}"
+        error = _error_body(message, "invalid_request_error")
+        self._send(_json_response(405, error, {"Allow": allowed}))
+
+    @staticmethod
+    def _models() -> dict[str, Any]:
+        model = {"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "extractor"}
+        return {"object": "list", "data": [model]}
+
+    def _chat_completion(self, raw: bytes) -> None:
+        body: dict[str, Any] | None = None
+        problem: str | None = None
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            problem = f"ChatServer: request body is not valid JSON ({exc})"
+        else:
+            if isinstance(parsed, dict):
+                body = parsed
+            else:
+                problem = "ChatServer: request body must be a JSON object"
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        request = RecordedRequest(self.command, self.path, headers, raw, body)
+        item = self._chat._take(request, consume=problem is None)
+        if problem is not None:
+            self._send(_json_response(400, _error_body(problem, "invalid_request_error")))
+        elif item is None:
+            self._send(_json_response(500, _error_body(_NO_ANSWER_MESSAGE, "server_error")))
+        else:
+            self._serve(item, request)
+
+    # -- response side ------------------------------------------------------
+
+    def _serve(self, item: Item, request: RecordedRequest) -> None:
+        keep: int | None = None
+        current: Item = item
+        for _ in range(_MAX_RESOLVE_STEPS):
+            if isinstance(current, Delay):
+                if self._chat._stopping.wait(current.seconds):
+                    self._drop()  # the server stopped meanwhile: a stopped server answers nothing
+                    return
+                current = current.then
+            elif isinstance(current, Truncated):
+                keep = current.keep if keep is None else min(keep, current.keep)
+                current = current.then
+            elif isinstance(current, Drop):
+                self._drop()
+                return
+            elif isinstance(current, (Answer, Fault, Raw)):
+                self._send(self._render(current, request), keep)
+                return
+            else:
+                try:
+                    current = current(request)
+                except Exception as exc:  # a broken handler (or non-item) must be visible
+                    message = f"ChatServer: scripted callable raised {exc!r}"
+                    self._send(_json_response(500, _error_body(message, "server_error")))
+                    return
+        message = "ChatServer: scripted callables nested too deeply"
+        self._send(_json_response(500, _error_body(message, "server_error")))
+
+    def _render(self, item: Answer | Fault | Raw, request: RecordedRequest) -> _Response:
+        if isinstance(item, Raw):
+            body = item.body.encode() if isinstance(item.body, str) else item.body
+            return _Response(item.status, body, item.content_type, item.headers)
+        if isinstance(item, Fault):
+            if item.body is None:
+                message = f"ChatServer fault {item.status}"
+                payload = _error_body(message, _error_type(item.status), item.status)
+                return _json_response(item.status, payload, item.headers)
+            if isinstance(item.body, bytes):
+                return _Response(item.status, item.body, "text/plain", item.headers)
+            if isinstance(item.body, str):
+                text = item.body.encode()
+                return _Response(item.status, text, "text/plain; charset=utf-8", item.headers)
+            return _json_response(item.status, dict(item.body), item.headers)
+        return _json_response(item.status, self._completion(item, request), item.headers)
+
+    def _completion(self, answer: Answer, request: RecordedRequest) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+        if answer.refusal is not None:
+            message["refusal"] = answer.refusal
+        if answer.tool_call is not None:
+            arguments = (
+                answer.tool_call
+                if isinstance(answer.tool_call, str)
+                else json.dumps(dict(answer.tool_call))
+            )
+            function = {"name": answer.tool_name or _tool_name(request), "arguments": arguments}
+            call_id = f"call_{self._chat._next_id()}"
+            message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
+        return {
+            "id": f"chatcmpl-{self._chat._next_id()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": answer.model or request.model or DEFAULT_MODEL,
+            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
+            "usage": dict(answer.usage if answer.usage is not None else DEFAULT_USAGE),
+        }
+
+    def _send(self, response: _Response, keep: int | None = None) -> None:
+        try:
+            phrase = HTTPStatus(response.status).phrase
+        except ValueError:
+            phrase = ""
+        headers: dict[str, str] = {
+            "Content-Type": response.content_type,
+            "Date": formatdate(usegmt=True),
+            "Server": self.server_version,
+        }
+        if self.close_connection or keep is not None:
+            headers["Connection"] = "close"
+        lowered = {name.lower(): name for name in headers}
+        for name, value in response.headers.items():
+            if name.lower() in ("content-length", "transfer-encoding"):
+                continue  # framing stays ours; use Truncated for a lying Content-Length
+            headers.pop(lowered.get(name.lower(), name), None)
+            headers[name] = value
+        headers["Content-Length"] = str(len(response.body))
+        head = f"HTTP/1.1 {response.status} {phrase}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        body = response.body if keep is None else response.body[:keep]
+        try:
+            # One write: headers and body split over two writes stall on delayed ACKs.
+            self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+            self.wfile.flush()
+        except OSError:  # the client hung up (e.g. during a Delay): nothing left to do
+            self.close_connection = True
+            return
+        if keep is not None:
+            self._drop()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+# ---------------------------------------------------------------------------
+# Public server
+# ---------------------------------------------------------------------------
+
+
+def _bind_family(host: str) -> tuple[str, socket.AddressFamily]:
+    if host == "localhost":
+        return "127.0.0.1", socket.AF_INET
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"ChatServer host must be a loopback IP address, got {host!r}") from None
+    if not address.is_loopback:
+        raise ValueError(f"ChatServer only binds loopback addresses, got {host!r}")
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return str(address), family
+
+
+class ChatServer:
+    """An OpenAI-compatible chat-completions server on a loopback port, driven by a script.
+
+    It binds only loopback addresses so a test double is never reachable from the network.
+    Use it as a context manager, or call `start` and `stop` yourself.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host, self._family = _bind_family(host)
+        self._requested_port = port
+        self._lock = threading.Lock()
+        self._queue: deque[Item] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._ids = itertools.count(1)
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.handler: Callable[[RecordedRequest], Item] | None = None
+        """Asked for an item when the script is empty; None means answer 500."""
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> ChatServer:
+        """Bind and start serving in a daemon thread; does nothing if already running."""
+        if self._server is not None:
+            return self
+        self._stopping = threading.Event()
+        server = _Server((self._host, self._requested_port), self._family, self)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.005},  # stop() waits up to this long; keep tests fast
+            name=f"ChatServer:{server.server_port}",
+            daemon=True,
+        )
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections and free the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()  # also wakes handlers sleeping in a Delay
+        server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> ChatServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses ----------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when constructed with port=0)."""
+        if self._server is None:
+            raise RuntimeError("ChatServer is not running; call start() or use `with`")
+        return self._server.server_port
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
+        host = f"[{self._host}]" if self._family == socket.AF_INET6 else self._host
+        return f"http://{host}:{self.port}/v1"
+
+    # -- scripting and inspection ------------------------------------------
+
+    def script(self, *items: Item) -> None:
+        """Append items to the FIFO script; each chat request consumes one."""
+        with self._lock:
+            self._queue.extend(items)
+
+    @property
+    def pending(self) -> int:
+        """How many scripted items are still unconsumed."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every chat request received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget the script, the handler and the recorded requests."""
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+            self.handler = None
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._server is not None else "stopped"
+        return f"ChatServer({where}, pending={self.pending}, requests={len(self.requests)})"
+
+    # -- used by the request handler ---------------------------------------
+
+    def _take(self, request: RecordedRequest, consume: bool) -> Item | None:
+        # Recording and consuming under one lock keeps requests[i] paired with item i.
+        with self._lock:
+            self._requests.append(request)
+            if not consume:
+                return None
+            if self._queue:
+                return self._queue.popleft()
+            return self.handler
+
+    def _next_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def _track(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _untrack(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
