@@ -110,6 +110,29 @@ class APIStatusError(APIError):
             for k, v in (headers or {}).items()
         }
 
+    @classmethod
+    def from_error_object(
+        cls,
+        error: Any,
+        *,
+        status: int | None = None,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> APIStatusError:
+        """Build from an OpenAI-style `{"error": {...}}` value; its `code` may set the status."""
+        code = error.get("code") if isinstance(error, dict) else None
+        if status is None:
+            status = code if isinstance(code, int) and 400 <= code < 600 else 502
+        message = error.get("message") if isinstance(error, dict) else error
+        return cls(
+            status,
+            str(message or error or "no message"),
+            body=body,
+            headers=headers,
+            retry_after=retry_after,
+        )
+
     @property
     def retryable(self) -> bool:
         """Whether a later identical request may succeed (rate limits, server trouble)."""

@@ -90,10 +90,8 @@ def decode(mode: str, payload: Any) -> Answer:
     """
     if not isinstance(payload, dict):
         raise APIStatusError(200, "the response is not a JSON object", body=str(payload)[:2000])
-    error = payload.get("error")
-    if error:
-        status, reason = _error_fields(error)
-        raise APIStatusError(status, reason, body=str(payload)[:2000])
+    if payload.get("error"):
+        raise APIStatusError.from_error_object(payload["error"], body=str(payload)[:2000])
     choices = payload.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise APIStatusError(200, "the response has no choices", body=str(payload)[:2000])
@@ -120,14 +118,6 @@ def decode(mode: str, payload: Any) -> Answer:
         response_id=payload.get("id"),
         tool_call_id=tool_call_id,
     )
-
-
-def _error_fields(error: Any) -> tuple[int, str]:
-    if isinstance(error, dict):
-        code = error.get("code")
-        status = code if isinstance(code, int) and 400 <= code < 600 else 502
-        return status, str(error.get("message") or error)
-    return 502, str(error)
 
 
 def _join_parts(content: Any) -> str:

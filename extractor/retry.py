@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -112,10 +113,8 @@ class RetryPolicy:
         asked = getattr(exc, "retry_after", None)
         if isinstance(asked, (int, float)):
             return float(min(asked, self.max_wait))
-        backoff = tenacity.wait_exponential_jitter(
-            initial=self.initial, max=self.max_wait, jitter=self.jitter
-        )
-        return float(backoff(state))
+        backoff = self.initial * 2.0 ** (state.attempt_number - 1)
+        return min(self.max_wait, backoff + random.uniform(0.0, self.jitter))
 
     def _stop(self) -> tenacity.stop.stop_base:
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.attempts)

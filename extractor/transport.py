@@ -41,29 +41,28 @@ def _redact(text: str, endpoint: Endpoint) -> str:
 
 def _finish(response: httpx.Response, content: bytes, endpoint: Endpoint) -> Any:
     text = _redact(content.decode("utf-8", errors="replace"), endpoint)
-    if response.status_code >= 400:
-        message = text[:500]
-        try:
-            error = json.loads(text).get("error")
-            if isinstance(error, dict) and error.get("message"):
-                message = str(error["message"])
-            elif isinstance(error, str):
-                message = error
-        except (ValueError, AttributeError):
-            pass
-        raise APIStatusError(
-            response.status_code,
-            message,
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    failed = response.status_code >= 400
+    if failed or (
+        isinstance(payload, dict) and payload.get("error") and not payload.get("choices")
+    ):
+        # a 200 with an error object: OpenRouter reports upstream 429s and 5xx this way
+        error = payload.get("error") if isinstance(payload, dict) else None
+        raise APIStatusError.from_error_object(
+            error or text[:500],
+            status=response.status_code if failed else None,
             body=text[:4000],
             headers=response.headers,
             retry_after=retry_after(response.headers),
         )
-    try:
-        return json.loads(content)
-    except ValueError as exc:
+    if payload is None:
         raise APIConnectionError(
             f"the server sent a {response.status_code} whose body is not JSON: {text[:200]!r}"
-        ) from exc
+        )
+    return payload
 
 
 def _too_large(endpoint: Endpoint) -> APIConnectionError:
