@@ -8,14 +8,12 @@ tenacity inside the generator, with its own budget, so the two loops never mix.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
-import httpx
 import tenacity
 
 from extractor.errors import (
@@ -37,7 +35,11 @@ from extractor.providers import MODES, Endpoint, resolve
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy, describe
 from extractor.schema import CompiledSchema, compile_schema
-from extractor.transport import apost, post
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import httpx
 
 __all__ = ["Client"]
 
@@ -254,6 +256,8 @@ class Client:
         return endpoint
 
     def _sync_client(self) -> httpx.Client:
+        import httpx  # here, not at the top: in-process models never touch the network
+
         if self._http is None:
             with self._lock:
                 if self._http is None:
@@ -263,6 +267,10 @@ class Client:
         return self._http
 
     def _async_client(self) -> httpx.AsyncClient:
+        import asyncio  # here, not at the top: only async callers need it
+
+        import httpx
+
         loop = asyncio.get_running_loop()
         if self._ahttp is None or self._ahttp[0] is not loop:
             # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool
@@ -275,12 +283,16 @@ class Client:
         return self._ahttp[1]
 
     def _send(self, client: httpx.Client, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+        from extractor.transport import post
+
         retrying = self.retry.retrying(_log_retry)
         return retrying(post, client, endpoint, body)
 
     async def _asend(
         self, client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any]
     ) -> Any:
+        from extractor.transport import apost
+
         retrying = self.retry.async_retrying(_log_retry)
         return await retrying(apost, client, endpoint, body)
 

@@ -8,7 +8,6 @@ record waits instead of waiting.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
 import re
@@ -86,6 +85,8 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 async def _async_sleep(seconds: float) -> None:
+    import asyncio  # here, not at the top: only async callers need it
+
     await asyncio.sleep(seconds)
 
 

@@ -1,0 +1,419 @@
+"""The `extractor` command: extract records from text files, or print a compiled schema.
+
+    extractor extract schemas/receipt.py:Receipt samples/receipts/*.txt --model openai/gpt-4o-mini
+    extractor schema schemas.invoice:Invoice --dialect openai-strict
+
+Exit status: 0 all good; 1 some file gave no record, or the schema cannot be expressed;
+2 a usage or configuration error (bad flag, unloadable SCHEMA, missing file, unknown
+parameter, no model or key); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+import pydantic
+
+from extractor import __version__
+from extractor.client import DEFAULT_MAX_RETRIES, Client
+from extractor.errors import ConfigurationError, ExtractorError, SchemaError
+from extractor.params import PARAMETERS, check_params
+from extractor.providers import MODEL_ENV, MODES, PROVIDERS, resolve
+from extractor.schema import DIALECTS, compile_schema
+
+__all__ = ["UsageError", "build_parser", "load_target", "main"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+logger = logging.getLogger("extractor.cli")
+
+_KEY_ENVS: Final = ", ".join(p.key_env for p in PROVIDERS.values() if p.key_env)
+_SCHEMA_HELP: Final = (
+    "the record's shape: path/to/file.py:Class, package.module:Class, or a .json JSON Schema"
+)
+_EXTRACT_EPILOG: Final = f"""\
+example:
+  export OPENAI_API_KEY=...     # API keys come from the environment only
+  extractor extract schemas/receipt.py:Receipt samples/receipts/*.txt --model openai/gpt-4o-mini
+  extractor extract schemas.contact:Contact - --model mistral/mistral-small-latest < mail.txt
+  extractor extract shape.json notes.txt --model ollama/llama3.1 --param temperature=0
+
+output: one JSON line per FILE, in order
+  {{"file": "a.txt", "record": {{...}}}}
+  {{"file": "b.txt", "record": null, "error": {{"type": "RetriesExhausted", "message": "..."}}}}
+
+API keys are read from the environment only, never from a flag (a key in argv leaks into
+shell history and `ps`): {_KEY_ENVS}. Local servers (ollama, vllm,
+llamacpp) and loopback URLs need none. The model defaults to ${MODEL_ENV}.
+
+exit status: 0 every file gave a record; 1 some file did not; 2 usage or configuration
+error; 130 interrupted."""
+_SCHEMA_EPILOG: Final = """\
+example:
+  extractor schema schemas/receipt.py:Receipt
+  extractor schema schemas.invoice:Invoice --dialect openai-strict
+  extractor schema shape.json --dialect mistral
+
+exit status: 0 printed; 1 the schema cannot be expressed in the dialect (the message
+names the field); 2 usage error (bad flag, unloadable SCHEMA)."""
+
+
+class UsageError(Exception):
+    """A mistake on the command line; reported without a traceback, exit status 2."""
+
+
+class _InputError(Exception):
+    """One input file that cannot be used; reported on that file's output line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error already printed
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        with _logging(args.verbose):
+            handler: Callable[[argparse.Namespace], int] = args.handler
+            return handler(args)
+    except (UsageError, ConfigurationError) as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except SchemaError as exc:
+        return _error(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`| head`): stop without a traceback
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `extractor` and its subcommands."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="extractor",
+        description="Typed, validated records out of language models.",
+        epilog="example:\n  extractor extract schemas/contact.py:Contact samples/contacts/ann.txt"
+        " --model openai/gpt-4o-mini\n\nRun `extractor COMMAND --help` for each command.",
+        formatter_class=raw,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_verbose(parser, default=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    extract = commands.add_parser(
+        "extract",
+        help="extract one record per FILE, printed as JSON lines",
+        description="Extract one record of SCHEMA from each FILE; print one JSON line per FILE.",
+        epilog=_EXTRACT_EPILOG,
+        formatter_class=raw,
+    )
+    extract.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
+    extract.add_argument("files", metavar="FILE", nargs="+", help="UTF-8 text; - reads stdin")
+    extract.add_argument(
+        "--model", metavar="PROVIDER/MODEL", help=f"e.g. openai/gpt-4o-mini (default: ${MODEL_ENV})"
+    )
+    extract.add_argument(
+        "--base-url", metavar="URL", help="an OpenAI-compatible server's URL, e.g. .../v1"
+    )
+    extract.add_argument(
+        "--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)"
+    )
+    extract.add_argument(
+        "--max-retries",
+        type=int,
+        default=DEFAULT_MAX_RETRIES,
+        metavar="N",
+        help="re-asks after an invalid answer (default: %(default)s)",
+    )
+    extract.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a request parameter, repeatable; VALUE is read as JSON when it parses "
+        f"(temperature=0, stop='[\"\\n\"]'), else as text. NAME is one of: {', '.join(PARAMETERS)}",
+    )
+    _add_verbose(extract, default=argparse.SUPPRESS)
+    extract.set_defaults(handler=_extract)
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema a provider receives",
+        description="Print SCHEMA compiled to a dialect's JSON Schema.",
+        epilog=_SCHEMA_EPILOG,
+        formatter_class=raw,
+    )
+    schema.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
+    schema.add_argument("--dialect", choices=DIALECTS, default="plain", help="default: %(default)s")
+    _add_verbose(schema, default=argparse.SUPPRESS)
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def load_target(reference: str) -> Any:
+    """Load SCHEMA: `path/to/file.py:Class`, `package.module:Class` or a `.json` file.
+
+    Raises `UsageError` saying what to write when the reference cannot be loaded.
+    """
+    if reference.endswith(".json"):
+        return _load_json_schema(Path(reference))
+    where, colon, name = reference.rpartition(":")
+    if not colon or re.search(r"[/\\]|\.py$", name):  # no class named (or a drive letter)
+        where, name = reference, ""
+    if not where:
+        raise UsageError(f"SCHEMA {reference!r} names no module; write path/to/file.py:{name}")
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        module = _import_path(Path(where))
+    elif all(part.isidentifier() for part in where.split(".")):
+        module = _import_module(where)
+    else:
+        raise UsageError(
+            f"cannot read SCHEMA {reference!r}; write path/to/file.py:Class, "
+            "package.module:Class, or a .json JSON Schema file"
+        )
+    if not name:
+        raise UsageError(
+            f"SCHEMA {reference!r} names no class; write {where}:Class{_models(module)}"
+        )
+    target = getattr(module, name, None)
+    if target is None:
+        raise UsageError(f"{where} has no {name!r}{_models(module)}")
+    if not isinstance(target, (type, Mapping)) and typing.get_origin(target) is None:
+        raise UsageError(
+            f"{reference} is a {type(target).__name__}; SCHEMA must name a model class, "
+            "a type such as list[Model], or a JSON Schema dict"
+        )
+    return target
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _extract(args: argparse.Namespace) -> int:
+    target = load_target(args.schema)
+    for name in args.files:
+        if name != "-" and not Path(name).is_file():
+            problem = "is a directory" if Path(name).is_dir() else "does not exist"
+            raise UsageError(f"input file {name} {problem}")
+    params = check_params(dict(args.param))
+    # settle the model, key and schema before reading any input (stdin may be a terminal)
+    endpoint = resolve(args.model, base_url=args.base_url)
+    compile_schema(target).dialect(endpoint.provider.dialect.schema_dialect)
+    dump = _dumper(target)
+    failures = 0
+    with Client(
+        args.model,
+        base_url=args.base_url,
+        mode=args.mode,
+        max_retries=args.max_retries,
+        **params,
+    ) as client:
+        for name in args.files:
+            line = _extract_file(client, target, name, dump)
+            failures += "error" in line
+            print(json.dumps(line), flush=True)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _extract_file(
+    client: Client, target: Any, name: str, dump: Callable[[Any], Any]
+) -> dict[str, Any]:
+    try:
+        document = _read(name)
+        result = client.extract_result(target, document)
+    except (ConfigurationError, SchemaError):
+        raise  # the same for every file: stop
+    except (_InputError, ExtractorError) as exc:
+        kind = "InputError" if isinstance(exc, _InputError) else type(exc).__name__
+        logger.info("%s: %s: %s", name, kind, exc)
+        return {"file": name, "record": None, "error": {"type": kind, "message": str(exc)}}
+    logger.info(
+        "%s: record from %s (mode %s, %d attempt(s), %d tokens)",
+        name,
+        result.model,
+        result.mode,
+        len(result.attempts),
+        result.usage.total_tokens,
+    )
+    return {"file": name, "record": dump(result.value)}
+
+
+def _schema(args: argparse.Namespace) -> int:
+    target = load_target(args.schema)
+    print(json.dumps(compile_schema(target).dialect(args.dialect), indent=2))
+    return EXIT_OK
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, equals, raw = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. temperature=0, not {text!r}")
+    if name == "api_key":
+        raise argparse.ArgumentTypeError(
+            f"the API key is read from the environment only ({_KEY_ENVS})"
+        )
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
+    )
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool) -> Iterator[None]:
+    """Show the library's INFO logs on stderr for the duration of the command."""
+    if not verbose:
+        yield
+        return
+    root = logging.getLogger("extractor")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("extractor: %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"extractor: error: {message}", file=sys.stderr)
+    return code
+
+
+def _read(name: str) -> str:
+    try:
+        if name == "-":
+            if sys.stdin is None:
+                raise _InputError("there is no standard input")
+            buffer = getattr(sys.stdin, "buffer", None)
+            data = buffer.read() if buffer is not None else sys.stdin.read().encode()
+        else:
+            data = Path(name).read_bytes()
+    except OSError as exc:
+        raise _InputError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _InputError(
+            f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            "convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    if not text.strip():
+        raise _InputError("the input is empty: nothing to extract")
+    return text
+
+
+def _dumper(target: Any) -> Callable[[Any], Any]:
+    """How a validated value becomes JSON: `model_dump(mode="json")`, through its type."""
+    if isinstance(target, Mapping):
+        return lambda value: value  # a JSON Schema target validates plain JSON already
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(target)
+    return lambda value: adapter.dump_python(value, mode="json")
+
+
+def _load_json_schema(path: Path) -> Any:
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no such JSON Schema file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the JSON Schema in {path}: {exc}") from None
+    if not isinstance(schema, dict):
+        raise UsageError(f"{path} holds a JSON {type(schema).__name__}, not a JSON Schema object")
+    return schema
+
+
+def _import_path(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise UsageError(
+            f"no such file: {path} (SCHEMA is path/to/file.py:Class, "
+            "package.module:Class, or a .json JSON Schema file)"
+        )
+    resolved = path.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    stem = re.sub(r"\W", "_", resolved.stem)
+    name = f"_extractor_schema_{stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: pydantic resolves annotations through it
+    try:
+        with _on_sys_path(str(resolved.parent)):  # so it can import its neighbours
+            spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise UsageError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _import_module(name: str) -> ModuleType:
+    try:
+        with _on_sys_path(os.getcwd()):  # as `python -m` would; console scripts do not
+            return importlib.import_module(name)
+    except Exception as exc:
+        hint = (
+            " (run from the directory that holds it, set PYTHONPATH, "
+            "or write path/to/file.py:Class)"
+            if isinstance(exc, ModuleNotFoundError)
+            else ""
+        )
+        raise UsageError(f"cannot import {name}: {type(exc).__name__}: {exc}{hint}") from exc
+
+
+@contextlib.contextmanager
+def _on_sys_path(directory: str) -> Iterator[None]:
+    present = directory in sys.path or (directory == os.getcwd() and "" in sys.path)
+    if not present:
+        sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        if not present:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(directory)
+
+
+def _models(module: ModuleType) -> str:
+    """`" (models in it: A, B)"`: the Pydantic models a module defines, for error messages."""
+    prefix = module.__name__
+    names = [
+        key
+        for key, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, pydantic.BaseModel)
+        and (value.__module__ == prefix or value.__module__.startswith(prefix + "."))
+    ]
+    return f" (models in it: {', '.join(names)})" if names else ""
