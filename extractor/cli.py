@@ -3,9 +3,9 @@
     extractor extract schemas/receipt.py:Receipt samples/receipts/*.txt --model openai/gpt-4o-mini
     extractor schema schemas.invoice:Invoice --dialect openai-strict
 
-Exit status: 0 all good; 1 some file gave no record, or the schema cannot be expressed;
-2 a usage or configuration error (bad flag, unloadable SCHEMA, missing file, unknown
-parameter, no model or key); 130 interrupted.
+Exit status: 0 all good; 1 some file gave no record, or the schema cannot be expressed
+(`SchemaError`); 2 a usage or configuration error (bad flag, unloadable SCHEMA, missing
+file, unknown parameter, no model or key); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,12 +45,20 @@ EXIT_INTERRUPTED: Final = 130
 logger = logging.getLogger("extractor.cli")
 
 _KEY_ENVS: Final = ", ".join(p.key_env for p in PROVIDERS.values() if p.key_env)
-_SCHEMA_HELP: Final = (
-    "the record's shape: path/to/file.py:Class, package.module:Class, or a .json JSON Schema"
+_SCHEMA_HELP: Final = "path/to/file.py:Class, package.module:Class, or a .json JSON Schema file"
+_RETRIES_HELP: Final = "re-asks after an invalid answer (default: %(default)s)"
+_PARAM_HELP: Final = (
+    "a request parameter, repeatable; VALUE is JSON when it parses (temperature=0, "
+    f"stop='[\"\\n\"]'), else text. NAME is one of: {', '.join(PARAMETERS)}"
 )
+_MAIN_EPILOG: Final = """\
+example:
+  extractor extract schemas/contact.py:Contact samples/contacts/ann.txt --model openai/gpt-4o-mini
+  extractor schema schemas.invoice:Invoice --dialect openai-strict
+
+Run `extractor COMMAND --help` for the options of each command."""
 _EXTRACT_EPILOG: Final = f"""\
 example:
-  export OPENAI_API_KEY=...     # API keys come from the environment only
   extractor extract schemas/receipt.py:Receipt samples/receipts/*.txt --model openai/gpt-4o-mini
   extractor extract schemas.contact:Contact - --model mistral/mistral-small-latest < mail.txt
   extractor extract shape.json notes.txt --model ollama/llama3.1 --param temperature=0
@@ -59,9 +67,10 @@ output: one JSON line per FILE, in order
   {{"file": "a.txt", "record": {{...}}}}
   {{"file": "b.txt", "record": null, "error": {{"type": "RetriesExhausted", "message": "..."}}}}
 
-API keys are read from the environment only, never from a flag (a key in argv leaks into
-shell history and `ps`): {_KEY_ENVS}. Local servers (ollama, vllm,
-llamacpp) and loopback URLs need none. The model defaults to ${MODEL_ENV}.
+API keys come from the environment only, never from a flag (a key in argv leaks into
+shell history and `ps`):
+  {_KEY_ENVS}
+Local servers (ollama, vllm, llamacpp) and loopback URLs need none.
 
 exit status: 0 every file gave a record; 1 some file did not; 2 usage or configuration
 error; 130 interrupted."""
@@ -71,8 +80,8 @@ example:
   extractor schema schemas.invoice:Invoice --dialect openai-strict
   extractor schema shape.json --dialect mistral
 
-exit status: 0 printed; 1 the schema cannot be expressed in the dialect (the message
-names the field); 2 usage error (bad flag, unloadable SCHEMA)."""
+exit status: 0 printed; 1 the dialect cannot express the schema (the message names the
+field); 2 usage error (bad flag, unloadable SCHEMA)."""
 
 
 class UsageError(Exception):
@@ -80,16 +89,16 @@ class UsageError(Exception):
 
 
 class _InputError(Exception):
-    """One input file that cannot be used; reported on that file's output line."""
+    """An input file that cannot be used; reported on that file's output line."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
+    """Run the command line with `argv` (default `sys.argv[1:]`); return the exit status."""
     try:
         try:
             args = build_parser().parse_args(argv)
-        except SystemExit as exc:  # --help, --version, or a usage error already printed
-            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        except SystemExit as exc:  # --help, --version, or a usage error argparse printed
+            return exc.code if isinstance(exc.code, int) else (EXIT_USAGE if exc.code else EXIT_OK)
         with _logging(args.verbose):
             handler: Callable[[argparse.Namespace], int] = args.handler
             return handler(args)
@@ -111,8 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="extractor",
         description="Typed, validated records out of language models.",
-        epilog="example:\n  extractor extract schemas/contact.py:Contact samples/contacts/ann.txt"
-        " --model openai/gpt-4o-mini\n\nRun `extractor COMMAND --help` for each command.",
+        epilog=_MAIN_EPILOG,
         formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -128,43 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
     extract.add_argument("files", metavar="FILE", nargs="+", help="UTF-8 text; - reads stdin")
-    extract.add_argument(
-        "--model", metavar="PROVIDER/MODEL", help=f"e.g. openai/gpt-4o-mini (default: ${MODEL_ENV})"
-    )
-    extract.add_argument(
-        "--base-url", metavar="URL", help="an OpenAI-compatible server's URL, e.g. .../v1"
-    )
-    extract.add_argument(
-        "--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)"
-    )
-    extract.add_argument(
-        "--max-retries",
-        type=int,
-        default=DEFAULT_MAX_RETRIES,
-        metavar="N",
-        help="re-asks after an invalid answer (default: %(default)s)",
-    )
-    extract.add_argument(
-        "--param",
-        type=_param,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a request parameter, repeatable; VALUE is read as JSON when it parses "
-        f"(temperature=0, stop='[\"\\n\"]'), else as text. NAME is one of: {', '.join(PARAMETERS)}",
-    )
+    add = extract.add_argument
+    add("--model", metavar="PROVIDER/MODEL", help=f"e.g. openai/gpt-4o (default: ${MODEL_ENV})")
+    add("--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://host/v1")
+    add("--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)")
+    add("--max-retries", type=int, default=DEFAULT_MAX_RETRIES, metavar="N", help=_RETRIES_HELP)
+    add("--param", type=_param, action="append", default=[], metavar="NAME=VALUE", help=_PARAM_HELP)
     _add_verbose(extract, default=argparse.SUPPRESS)
     extract.set_defaults(handler=_extract)
 
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema a provider receives",
-        description="Print SCHEMA compiled to a dialect's JSON Schema.",
+        description="Print SCHEMA compiled to one dialect's JSON Schema.",
         epilog=_SCHEMA_EPILOG,
         formatter_class=raw,
     )
     schema.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
-    schema.add_argument("--dialect", choices=DIALECTS, default="plain", help="default: %(default)s")
+    schema.add_argument("--dialect", choices=DIALECTS, default="plain", help="default: plain")
     _add_verbose(schema, default=argparse.SUPPRESS)
     schema.set_defaults(handler=_schema)
     return parser
@@ -180,24 +169,16 @@ def load_target(reference: str) -> Any:
     where, colon, name = reference.rpartition(":")
     if not colon or re.search(r"[/\\]|\.py$", name):  # no class named (or a drive letter)
         where, name = reference, ""
-    if not where:
-        raise UsageError(f"SCHEMA {reference!r} names no module; write path/to/file.py:{name}")
     if where.endswith(".py") or "/" in where or os.sep in where:
         module = _import_path(Path(where))
-    elif all(part.isidentifier() for part in where.split(".")):
+    elif where and all(part.isidentifier() for part in where.split(".")):
         module = _import_module(where)
     else:
-        raise UsageError(
-            f"cannot read SCHEMA {reference!r}; write path/to/file.py:Class, "
-            "package.module:Class, or a .json JSON Schema file"
-        )
-    if not name:
-        raise UsageError(
-            f"SCHEMA {reference!r} names no class; write {where}:Class{_models(module)}"
-        )
-    target = getattr(module, name, None)
+        raise UsageError(f"cannot read SCHEMA {reference!r}; write {_SCHEMA_HELP}")
+    target = getattr(module, name, None) if name else None
     if target is None:
-        raise UsageError(f"{where} has no {name!r}{_models(module)}")
+        problem = f"{where} has no {name!r}" if name else f"SCHEMA {reference!r} names no class"
+        raise UsageError(f"{problem}; {_suggest(where, module)}")
     if not isinstance(target, (type, Mapping)) and typing.get_origin(target) is None:
         raise UsageError(
             f"{reference} is a {type(target).__name__}; SCHEMA must name a model class, "
@@ -222,11 +203,7 @@ def _extract(args: argparse.Namespace) -> int:
     dump = _dumper(target)
     failures = 0
     with Client(
-        args.model,
-        base_url=args.base_url,
-        mode=args.mode,
-        max_retries=args.max_retries,
-        **params,
+        args.model, base_url=args.base_url, mode=args.mode, max_retries=args.max_retries, **params
     ) as client:
         for name in args.files:
             line = _extract_file(client, target, name, dump)
@@ -239,22 +216,17 @@ def _extract_file(
     client: Client, target: Any, name: str, dump: Callable[[Any], Any]
 ) -> dict[str, Any]:
     try:
-        document = _read(name)
-        result = client.extract_result(target, document)
+        result = client.extract_result(target, _read(name))
     except (ConfigurationError, SchemaError):
         raise  # the same for every file: stop
     except (_InputError, ExtractorError) as exc:
         kind = "InputError" if isinstance(exc, _InputError) else type(exc).__name__
         logger.info("%s: %s: %s", name, kind, exc)
         return {"file": name, "record": None, "error": {"type": kind, "message": str(exc)}}
-    logger.info(
-        "%s: record from %s (mode %s, %d attempt(s), %d tokens)",
-        name,
-        result.model,
-        result.mode,
-        len(result.attempts),
-        result.usage.total_tokens,
+    how = (
+        f"mode {result.mode}, {len(result.attempts)} attempt(s), {result.usage.total_tokens} tokens"
     )
+    logger.info("%s: record from %s (%s)", name, result.model, how)
     return {"file": name, "record": dump(result.value)}
 
 
@@ -268,14 +240,13 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _param(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE` → (name, value), the value read as JSON when it parses, else as text."""
     name, equals, raw = text.partition("=")
     name = name.strip()
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. temperature=0, not {text!r}")
     if name == "api_key":
-        raise argparse.ArgumentTypeError(
-            f"the API key is read from the environment only ({_KEY_ENVS})"
-        )
+        raise argparse.ArgumentTypeError(f"API keys come from the environment only: {_KEY_ENVS}")
     try:
         return name, json.loads(raw)
     except ValueError:
@@ -283,6 +254,8 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
+    # on every parser, so `-v` works before or after the command; the subcommands' default
+    # is SUPPRESS so they do not overwrite a `-v` given before the command
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
     )
@@ -290,7 +263,7 @@ def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
 
 @contextlib.contextmanager
 def _logging(verbose: bool) -> Iterator[None]:
-    """Show the library's INFO logs on stderr for the duration of the command."""
+    """Show the library's INFO logs on stderr while the command runs, then take them away."""
     if not verbose:
         yield
         return
@@ -314,13 +287,7 @@ def _error(message: str, code: int) -> int:
 
 def _read(name: str) -> str:
     try:
-        if name == "-":
-            if sys.stdin is None:
-                raise _InputError("there is no standard input")
-            buffer = getattr(sys.stdin, "buffer", None)
-            data = buffer.read() if buffer is not None else sys.stdin.read().encode()
-        else:
-            data = Path(name).read_bytes()
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
         raise _InputError(f"cannot read {name}: {exc.strerror or exc}") from None
     try:
@@ -336,9 +303,9 @@ def _read(name: str) -> str:
 
 
 def _dumper(target: Any) -> Callable[[Any], Any]:
-    """How a validated value becomes JSON: `model_dump(mode="json")`, through its type."""
+    """How a validated value becomes JSON: as `model_dump(mode="json")`, through its type."""
     if isinstance(target, Mapping):
-        return lambda value: value  # a JSON Schema target validates plain JSON already
+        return lambda value: value  # a JSON Schema target validated plain JSON already
     adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(target)
     return lambda value: adapter.dump_python(value, mode="json")
 
@@ -357,14 +324,11 @@ def _load_json_schema(path: Path) -> Any:
 
 def _import_path(path: Path) -> ModuleType:
     if not path.is_file():
-        raise UsageError(
-            f"no such file: {path} (SCHEMA is path/to/file.py:Class, "
-            "package.module:Class, or a .json JSON Schema file)"
-        )
+        raise UsageError(f"no such file: {path} (SCHEMA is {_SCHEMA_HELP})")
     resolved = path.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     stem = re.sub(r"\W", "_", resolved.stem)
-    name = f"_extractor_schema_{stem}_{digest}"
+    name = f"_extractor_schema_{stem}_{digest}"  # unique per file, a valid identifier
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot import {path}: not a Python source file")
@@ -384,12 +348,9 @@ def _import_module(name: str) -> ModuleType:
         with _on_sys_path(os.getcwd()):  # as `python -m` would; console scripts do not
             return importlib.import_module(name)
     except Exception as exc:
-        hint = (
-            " (run from the directory that holds it, set PYTHONPATH, "
-            "or write path/to/file.py:Class)"
-            if isinstance(exc, ModuleNotFoundError)
-            else ""
-        )
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError):
+            hint = " (run from the directory holding it, set PYTHONPATH, or give the file path)"
         raise UsageError(f"cannot import {name}: {type(exc).__name__}: {exc}{hint}") from exc
 
 
@@ -406,14 +367,16 @@ def _on_sys_path(directory: str) -> Iterator[None]:
                 sys.path.remove(directory)
 
 
-def _models(module: ModuleType) -> str:
-    """`" (models in it: A, B)"`: the Pydantic models a module defines, for error messages."""
-    prefix = module.__name__
-    names = [
+def _suggest(where: str, module: ModuleType) -> str:
+    """What to write instead, from the Pydantic models the module (or package) defines."""
+    prefix = module.__name__ + "."
+    found = [
         key
         for key, value in vars(module).items()
         if isinstance(value, type)
         and issubclass(value, pydantic.BaseModel)
-        and (value.__module__ == prefix or value.__module__.startswith(prefix + "."))
+        and (value.__module__ + ".").startswith(prefix)
     ]
-    return f" (models in it: {', '.join(names)})" if names else ""
+    if len(found) == 1:
+        return f"write {where}:{found[0]}"
+    return f"write {where}:Class" + (f" (models in it: {', '.join(found)})" if found else "")

@@ -34,9 +34,12 @@ _BY_MODE = {
 
 def system_prompt(mode: str, *, name: str, schema: dict[str, Any], instructions: str | None) -> str:
     """Instructions for one mode; only modes with no schema channel carry the schema."""
-    tail = _BY_MODE[mode].format(
-        name=name, schema=json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
-    )
+    template = _BY_MODE[mode]
+    if "{schema}" in template:
+        template = template.replace(
+            "{schema}", json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+        )
+    tail = template.replace("{name}", name)
     extra = f"\n\n{instructions.strip()}" if instructions else ""
     return f"{_BASE} {tail}{extra}"
 

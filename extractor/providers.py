@@ -193,7 +193,7 @@ def resolve(
     if provider.key_env and not key and not _is_loopback(url):
         raise ConfigurationError(
             f"no API key for {name}: set the {provider.key_env} environment variable "
-            "or pass api_key=..."
+            "(in Python, api_key=... works too)"
         )
     if key and scheme == "http" and not _is_loopback(url):
         raise ConfigurationError(

@@ -69,3 +69,13 @@ def make_client(server: ChatServer, sleeps: Sleeps, wire: Wire) -> Iterator[Call
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_default_client() -> Iterator[None]:
+    """Decorated classes share the process-wide client; close its pool when the run ends."""
+    yield
+    import extractor.api
+
+    if extractor.api._default is not None:
+        extractor.api._default.close()
