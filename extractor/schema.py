@@ -326,7 +326,8 @@ class _Strict:
     def _close_object(self, out: JSON, original: JSON, path: str) -> None:
         extra = original.get("additionalProperties")
         props = original.get("properties") or {}
-        if isinstance(extra, dict) or extra is True or (not props and extra is not False):
+        open_ended = "properties" not in original and extra is not False
+        if isinstance(extra, dict) or extra is True or open_ended:
             raise SchemaError(
                 "open-ended objects (dict[str, ...] or bare `object`) cannot be expressed in "
                 "openai-strict; use a model with named fields or a list of key/value models",
@@ -345,6 +346,7 @@ class _Strict:
 
     def check_limits(self, schema: JSON) -> None:
         props = enums = 0
+        defs = schema.get("$defs", {})  # the transformed definitions: unions are anyOf there
 
         def walk(node: Any, depth: int, path: str, seen: frozenset[str]) -> None:
             nonlocal props, enums
@@ -353,7 +355,7 @@ class _Strict:
             if "$ref" in node:
                 name = node["$ref"].rsplit("/", 1)[-1]
                 if name not in seen:  # a recursive model may nest without end: count once
-                    walk(self.defs.get(name, {}), depth, path, seen | {name})
+                    walk(defs.get(name, {}), depth, path, seen | {name})
                 return
             if "properties" in node:
                 depth += 1
@@ -426,39 +428,69 @@ def _drop_foreign_nulls(data: Any, node: Any, defs: JSON) -> Any:
     Strict mode makes every optional property required-but-nullable; a null there means
     "not given", so the key is dropped and the target's default applies.
     """
-    node = _resolve(node, defs)
-    if not isinstance(node, dict):
-        return data
     if isinstance(data, dict):
-        props = node.get("properties")
-        if isinstance(props, dict):
-            required = node.get("required", ())
-            out = {}
-            for key, value in data.items():
-                sub = props.get(key)
-                if sub is None:
-                    out[key] = value
-                elif value is None and key not in required and not _accepts_null(sub, defs):
-                    continue
-                else:
-                    out[key] = _drop_foreign_nulls(value, sub, defs)
-            return out
-        for branch in node.get("anyOf") or node.get("oneOf") or ():
-            branch = _resolve(branch, defs)
-            if isinstance(branch, dict) and data.keys() <= set(branch.get("properties", {})):
-                return _drop_foreign_nulls(data, branch, defs)
-        return data
+        shape = _object_branch(data, node, defs)
+        if shape is None:
+            return data
+        props, required = shape["properties"], shape.get("required", ())
+        out = {}
+        for key, value in data.items():
+            sub = props.get(key)
+            if sub is None:
+                out[key] = value
+            elif value is None and key not in required and not _accepts_null(sub, defs):
+                continue
+            else:
+                out[key] = _drop_foreign_nulls(value, sub, defs)
+        return out
     if isinstance(data, list):
-        items = node.get("items")
-        if items is None:
-            for branch in node.get("anyOf") or node.get("oneOf") or ():
-                branch = _resolve(branch, defs)
-                if isinstance(branch, dict) and "items" in branch:
-                    items = branch["items"]
-                    break
+        items = _array_items(node, defs)
         if items is not None:
             return [_drop_foreign_nulls(v, items, defs) for v in data]
     return data
+
+
+def _branches(node: Any, defs: JSON) -> list[Any]:
+    """The schema itself, or the members of its union, flattened through nested unions."""
+    node = _resolve(node, defs)
+    if not isinstance(node, dict):
+        return []
+    members = node.get("anyOf") or node.get("oneOf")
+    if not members:
+        return [node]
+    return [leaf for member in members for leaf in _branches(member, defs)]
+
+
+def _object_branch(data: dict[str, Any], node: Any, defs: JSON) -> JSON | None:
+    """The object schema `data` is an instance of: its keys fit, its constants match."""
+    branch: JSON
+    for branch in _branches(node, defs):
+        props = branch.get("properties")
+        if not isinstance(props, dict) or not data.keys() <= props.keys():
+            continue
+        if all(_constant_matches(data[k], props[k], defs) for k in data):
+            return branch
+    return None
+
+
+def _constant_matches(value: Any, node: Any, defs: JSON) -> bool:
+    """False only where the schema pins a single value (a discriminator) and `value` differs."""
+    node = _resolve(node, defs)
+    if value is None or not isinstance(node, dict):
+        return True  # a null never tells branches apart: it may be a strict "not given"
+    if "const" in node:
+        return bool(node["const"] == value)
+    enum = node.get("enum")
+    if isinstance(enum, list) and len(enum) == 1:
+        return bool(enum[0] == value)
+    return True
+
+
+def _array_items(node: Any, defs: JSON) -> Any:
+    for branch in _branches(node, defs):
+        if "items" in branch:
+            return branch["items"]
+    return None
 
 
 def _mistral(schema: JSON) -> JSON:
