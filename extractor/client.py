@@ -139,17 +139,17 @@ class Client:
     def extract_result(self, target: Any, document: str, **options: Any) -> Extraction[Any]:
         """Like `extract`, returning the record with usage, attempts, mode and response id."""
         plan = self._plan(target, document, options)
-        conversation = _conversation(plan)
-        client = self._sync_client()
+        attempts: list[Attempt] = []
+        conversation = _conversation(plan, attempts)
         try:
-            body = next(conversation)
+            mode, body = next(conversation)
             while True:
                 try:
-                    payload = self._send(client, plan.endpoint, body)
+                    payload = self._deliver(plan, mode, body, attempts)
                 except APIError as exc:
-                    body = conversation.throw(exc)
+                    mode, body = conversation.throw(exc)
                 else:
-                    body = conversation.send(payload)
+                    mode, body = conversation.send(payload)
         except StopIteration as done:
             result: Extraction[Any] = done.value
             return result
@@ -175,17 +175,17 @@ class Client:
     async def aextract_result(self, target: Any, document: str, **options: Any) -> Extraction[Any]:
         """The async form of `extract_result`."""
         plan = self._plan(target, document, options)
-        conversation = _conversation(plan)
-        client = self._async_client()
+        attempts: list[Attempt] = []
+        conversation = _conversation(plan, attempts)
         try:
-            body = next(conversation)
+            mode, body = next(conversation)
             while True:
                 try:
-                    payload = await self._asend(client, plan.endpoint, body)
+                    payload = await self._adeliver(plan, mode, body, attempts)
                 except APIError as exc:
-                    body = conversation.throw(exc)
+                    mode, body = conversation.throw(exc)
                 else:
-                    body = conversation.send(payload)
+                    mode, body = conversation.send(payload)
         except StopIteration as done:
             result: Extraction[Any] = done.value
             return result
@@ -242,6 +242,12 @@ class Client:
                 "temperature", f"{endpoint.provider.name} accepts 0 to {limit}, not {temperature}"
             )
         schema = compile_schema(target)
+        if endpoint.provider.in_process and mode not in ("auto", *dialect.modes):
+            raise ConfigurationError(
+                f"local models take mode grounded or json_schema, not {mode!r}"
+            )
+        if mode == "grounded" and not endpoint.provider.in_process:
+            raise ConfigurationError("mode 'grounded' runs only on local models (local/...)")
         modes = _auto_modes(endpoint) if mode == "auto" else (mode,)
         schema.dialect(dialect.schema_dialect)  # refuse an inexpressible schema before sending
         return _Plan(endpoint, schema, document, modes, max_retries, instructions, params)
@@ -282,19 +288,29 @@ class Client:
             )
         return self._ahttp[1]
 
-    def _send(self, client: httpx.Client, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+    def _deliver(
+        self, plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]
+    ) -> Any:
+        """One request: to the provider over HTTP with transport retries, or in process."""
+        if plan.endpoint.provider.in_process:
+            return _local(plan, mode, body, attempts)
         from extractor.transport import post
 
         retrying = self.retry.retrying(_log_retry)
-        return retrying(post, client, endpoint, body)
+        return retrying(post, self._sync_client(), plan.endpoint, body)
 
-    async def _asend(
-        self, client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any]
+    async def _adeliver(
+        self, plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]
     ) -> Any:
+        """The async twin of `_deliver`; an in-process model runs off the event loop."""
+        if plan.endpoint.provider.in_process:
+            import asyncio
+
+            return await asyncio.to_thread(_local, plan, mode, body, list(attempts))
         from extractor.transport import apost
 
         retrying = self.retry.async_retrying(_log_retry)
-        return await retrying(apost, client, endpoint, body)
+        return await retrying(apost, self._async_client(), plan.endpoint, body)
 
 
 def _check_mode(mode: str) -> None:
@@ -326,9 +342,27 @@ def _rejects_mode(exc: APIError) -> bool:
     return exc.status >= 500 and "response_format" in exc.body
 
 
-def _conversation(plan: _Plan) -> Generator[dict[str, Any], Any, Extraction[Any]]:
-    """The extraction loop: yields request bodies, receives responses, returns the record."""
-    attempts: list[Attempt] = []
+def _local(plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]) -> Any:
+    from extractor import local  # here, not at the top: it needs the optional extra
+
+    return local.complete(
+        plan.endpoint.model,
+        mode,
+        document=plan.document,
+        schema=plan.schema,
+        body=body,
+        attempts=attempts,
+    )
+
+
+def _conversation(
+    plan: _Plan, attempts: list[Attempt]
+) -> Generator[tuple[str, dict[str, Any]], Any, Extraction[Any]]:
+    """The extraction loop: yields (mode, request body), receives responses, returns the record.
+
+    `attempts` fills as answers come back; the caller may read it (a local model uses
+    the rejected values of earlier attempts).
+    """
     modes = list(plan.modes)
     mode = modes.pop(0)
     messages = _opening(plan, mode)
@@ -351,7 +385,7 @@ def _conversation(plan: _Plan) -> Generator[dict[str, Any], Any, Extraction[Any]
                         params=plan.params,
                     )
                     try:
-                        payload = yield body
+                        payload = yield mode, body
                         break
                     except APIError as exc:
                         if not (modes and _rejects_mode(exc)):
@@ -387,6 +421,7 @@ def _conversation(plan: _Plan) -> Generator[dict[str, Any], Any, Extraction[Any]
                         answer.usage,
                         answer.response_id,
                         error,
+                        answer.spans,
                     )
                 )
                 if error is None:

@@ -81,6 +81,7 @@ class Answer:
     usage: Usage
     response_id: str | None
     tool_call_id: str | None = None
+    spans: dict[str, list[int]] | None = None
 
 
 def decode(mode: str, payload: Any) -> Answer:
@@ -117,6 +118,7 @@ def decode(mode: str, payload: Any) -> Answer:
         usage=Usage.from_response(payload.get("usage")),
         response_id=payload.get("id"),
         tool_call_id=tool_call_id,
+        spans=message.get("spans") if isinstance(message.get("spans"), dict) else None,
     )
 
 

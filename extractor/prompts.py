@@ -23,6 +23,7 @@ _BASE = (
 )
 _BY_MODE = {
     "json_schema": "Answer with the JSON object only.",
+    "grounded": "Copy every value exactly as the document prints it.",
     "tools": "Answer by calling the function {name} with the extracted data.",
     "json_object": "Answer with one JSON object that validates against this JSON Schema:\n{schema}",
     "prompt": (

@@ -21,11 +21,14 @@ from extractor.errors import ConfigurationError
 
 __all__ = ["MODES", "PROVIDERS", "Dialect", "Endpoint", "Provider", "resolve"]
 
-#: Every mode; `auto` picks among the others by the dialect's order.
-MODES: Final = ("auto", "json_schema", "tools", "json_object", "prompt")
+#: Every mode; `auto` picks among the others by the dialect's order. `grounded` (values
+#: chosen from the document) runs only in process, on local models.
+MODES: Final = ("auto", "json_schema", "tools", "json_object", "prompt", "grounded")
 
 #: The environment variable naming the model used when none is given.
 MODEL_ENV: Final = "EXTRACTOR_MODEL"
+#: The model used when none is given and the variable is unset: embedded, offline.
+DEFAULT_MODEL: Final = "local/gemma-3-270m"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Provider:
     dialect: Dialect
     #: An environment variable that overrides `base_url` (the ecosystem's convention).
     base_url_env: str | None = None
+    #: Whether the model runs inside this process (no URL, no key, no network).
+    in_process: bool = False
 
 
 OPENAI_DIALECT: Final = Dialect()
@@ -107,6 +112,18 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
             ),
         ),
         Provider("vllm", "http://127.0.0.1:8000/v1", None, LOCAL_SERVER_DIALECT),
+        Provider(
+            "local",
+            "local:",
+            None,
+            Dialect(
+                schema_dialect="plain",
+                modes=("grounded", "json_schema"),
+                strict_tools=False,
+                strict_json_schema=False,
+            ),
+            in_process=True,
+        ),
         Provider(
             "llamacpp",
             "http://127.0.0.1:8080/v1",
@@ -159,18 +176,15 @@ def resolve(
     api_key: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Endpoint:
-    """Turn `provider/model` (or `$EXTRACTOR_MODEL`) into an endpoint; check URL and key.
+    """Turn `provider/model` into an endpoint; check URL and key.
+
+    With no model, `$EXTRACTOR_MODEL` is used, and without it the embedded default.
 
     Raises `ConfigurationError` for an unknown provider, a missing key (naming the
     environment variable to set), or a key that would travel over plain HTTP.
     """
     env: Mapping[str, Any] = os.environ if environ is None else environ
-    spec = model or env.get(MODEL_ENV)
-    if not spec:
-        raise ConfigurationError(
-            f"no model given: pass model='provider/model' or set {MODEL_ENV} "
-            f"(providers: {', '.join(PROVIDERS)})"
-        )
+    spec = model or env.get(MODEL_ENV) or DEFAULT_MODEL
     name, sep, model_name = spec.partition("/")
     if not sep or not model_name:
         raise ConfigurationError(
@@ -182,6 +196,8 @@ def resolve(
             f"unknown provider {name!r} in model {spec!r}; known: {', '.join(PROVIDERS)} "
             "(any OpenAI-compatible server works as 'openai/MODEL' with base_url=...)"
         )
+    if provider.in_process:
+        return Endpoint(provider, model_name, provider.base_url, None)
     url = (
         base_url or (provider.base_url_env and env.get(provider.base_url_env)) or provider.base_url
     )

@@ -67,6 +67,8 @@ class Attempt:
     usage: Usage
     response_id: str | None
     error: AttemptError | None = None
+    #: Where each grounded value stands in the document: field path → [start, end).
+    spans: Mapping[str, list[int]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -87,6 +89,11 @@ class Extraction(Generic[T]):
     def usage(self) -> Usage:
         """Usage summed over every attempt."""
         return Usage.total(a.usage for a in self.attempts)
+
+    @property
+    def spans(self) -> Mapping[str, list[int]]:
+        """Character spans of the grounded values (local models), by field path."""
+        return (self.attempts[-1].spans or {}) if self.attempts else {}
 
     @property
     def response_id(self) -> str | None:

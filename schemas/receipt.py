@@ -6,6 +6,14 @@ from pydantic import BaseModel, Field
 
 __all__ = ["Receipt"]
 
+#: Dates as receipts print them: 25/12/2018, 30-12-17, 2018-01-15, 10 MAR 2018.
+DATE_PATTERN = (
+    r"^(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
+    r"|\d{1,2} ?[A-Za-z]{3,9},? ?\d{2,4})$"
+)
+#: An amount with two decimals, thousands optionally grouped: 9.00, 1,234.50.
+AMOUNT_PATTERN = r"^\d{1,3}(?:,?\d{3})*\.\d{2}$"
+
 
 class Receipt(BaseModel):
     """The key information of a receipt. Every field is text copied as printed.
@@ -19,14 +27,16 @@ class Receipt(BaseModel):
         "(usually the first line), e.g. 'KEDAI RUNCIT MAJU SDN BHD'."
     )
     date: str = Field(
+        pattern=DATE_PATTERN,
         description="Date of the purchase as printed, without the time, "
-        "e.g. '14/03/2019' or '2019-03-14'."
+        "e.g. '14/03/2019' or '2019-03-14'.",
     )
     address: str = Field(
         description="The company's address as printed, its lines joined with a single "
         "space, without phone or tax numbers."
     )
     total: str = Field(
+        pattern=AMOUNT_PATTERN,
         description="Total amount paid, as printed: digits with two decimals like '9.00', "
-        "without currency symbol or thousands separator."
+        "without currency symbol.",
     )

@@ -283,11 +283,20 @@ def test_usage_errors_exit_2(
     assert server.requests == []
 
 
-def test_missing_model_exits_2_naming_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "extract", "schemas/receipt.py:Receipt", CAFE_FILE)
-    assert (code, out) == (2, "")
-    assert err.startswith("extractor: error: no model given")
-    assert "EXTRACTOR_MODEL" in err
+def test_no_model_without_the_local_extra_says_what_to_install(tmp_path: Path) -> None:
+    # with no model the embedded default is used; hide llama_cpp as if it were not installed
+    script = (
+        "import sys; sys.modules['llama_cpp'] = None\n"
+        "from extractor.cli import main\n"
+        f"sys.exit(main(['extract', 'schemas/receipt.py:Receipt', {CAFE_FILE!r}]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "EXTRACTOR_MODEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert 'pip install "extractor[local]"' in done.stderr
 
 
 def test_missing_key_for_a_remote_provider_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

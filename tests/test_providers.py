@@ -56,9 +56,10 @@ def test_model_from_extractor_model_variable():
     assert (endpoint.provider.name, endpoint.model) == ("vllm", "qwen")
 
 
-def test_no_model_at_all_says_what_to_set():
-    with pytest.raises(ConfigurationError, match="EXTRACTOR_MODEL"):
-        resolve(None, environ={})
+def test_no_model_at_all_means_the_embedded_default():
+    endpoint = resolve(None, environ={})
+    assert endpoint.label == "local/gemma-3-270m"
+    assert endpoint.provider.in_process and endpoint.headers() == {}
 
 
 def test_openai_base_url_variable_is_honoured():

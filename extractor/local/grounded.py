@@ -1,0 +1,441 @@
+"""Grounded extraction: values copied from the document, chosen by the model's likelihood.
+
+A small model writes records badly but chooses well. For each field the document
+offers candidates, found from what the schema says of the field (its type, `format`,
+`pattern`, `enum`, length limits): spans of consecutive lines for free text, matches for
+patterns and formats, numbers for numeric fields. The model scores each whole candidate
+as the continuation of a JSON record after the document (the prompt stays in the KV
+cache; candidates that share a start are scored in one pass) and the likeliest wins.
+Each chosen string carries its character span in the document.
+
+What no span can give (booleans, enums, numbers absent from the text, lists) is scored
+among its options or generated under the field's JSON Schema grammar. No domain rules
+live here: what the framework knows of a field comes only from its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from extractor.local.engine import Engine, Row
+
+__all__ = ["Choice", "GroundedExtractor"]
+
+#: How many candidate starts per field are scored in full (after ranking their first token).
+TOP_STARTS: Final = 6
+#: The longest run of lines one free-text candidate spans.
+MAX_LINES: Final = 6
+#: The longest candidate, in tokens.
+MAX_CANDIDATE_TOKENS: Final = 96
+
+_FORMATS: Final = {
+    "date": r"\d{4}-\d{2}-\d{2}",
+    "date-time": r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
+    "time": r"\d{2}:\d{2}(?::\d{2})?",
+    "email": r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+    "uri": r"https?://[^\s\"'<>]+",
+    "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "ipv4": r"(?:\d{1,3}\.){3}\d{1,3}",
+}
+_MAPS: Final = ("properties", "$defs", "patternProperties")
+_NUMBER: Final = re.compile(
+    r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])-?\d+(?:\.\d+)?(?![\w])"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One possible value: its JSON text, the value itself, and where it stands."""
+
+    json_text: str
+    value: Any
+    span: tuple[int, int] | None = None
+
+
+@dataclass
+class Choice:
+    """The record built so far, with the span of each grounded value and what it cost."""
+
+    record: dict[str, Any] = field(default_factory=dict)
+    spans: dict[str, list[int]] = field(default_factory=dict)
+    scored_tokens: int = 0
+    generated_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Candidates that share a start: each is a prefix of the last, scored in one pass."""
+
+    members: tuple[Candidate, ...]
+    pieces: tuple[str, ...]  # JSON text of each member's increment over the previous one
+
+
+class GroundedExtractor:
+    """Builds a record for one document and one schema, a field at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        schema: dict[str, Any],
+        document: str,
+        *,
+        banned: dict[str, set[str]] | None = None,
+        max_tokens: int = 256,
+    ) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.defs: dict[str, Any] = schema.get("$defs", {})
+        self.document = document
+        self.lines = _lines(document)
+        self.banned = banned or {}
+        self.max_tokens = max_tokens
+        self.out = Choice()
+        self.prompt_tokens = 0
+        self._pending = ""
+
+    # --- the prompt -------------------------------------------------------------------------
+
+    def run(self) -> Choice:
+        """Choose every field; the engine's lock is held throughout."""
+        with self.engine.lock:
+            head = (
+                "Document:\n"
+                f"{self.document.strip()}\n\n"
+                f"Fields:\n{self._field_list()}\n"
+                "The record as JSON, each text value copied exactly from the document:\n"
+            )
+            self.engine.start(self.engine.tokenize(head, bos=True))
+            self.prompt_tokens = self.engine.position
+            self.out.record = self._object(self.schema, "")
+        return self.out
+
+    def _field_list(self) -> str:
+        lines = []
+        for path, node in _walk_properties(self.schema, self.defs, ""):
+            description = str(node.get("description") or node.get("title") or "").strip()
+            lines.append(f"- {path}: {description}" if description else f"- {path}")
+        return "\n".join(lines) + "\n"
+
+    def _write(self, text: str) -> None:
+        self._pending += text
+
+    def _flush(self) -> Row:
+        text, self._pending = self._pending, ""
+        return self.engine.commit(self.engine.tokenize(text))
+
+    # --- structure --------------------------------------------------------------------------
+
+    def _object(self, node: dict[str, Any], path: str) -> dict[str, Any]:
+        node = _resolve(node, self.defs)
+        required = set(node.get("required", ()))
+        record: dict[str, Any] = {}
+        self._write("{")
+        for index, (name, sub) in enumerate((node.get("properties") or {}).items()):
+            self._write((", " if index else "") + json.dumps(name) + ": ")
+            child = f"{path}.{name}" if path else name
+            record[name] = self._value(sub, child, required=name in required)
+        self._write("}")
+        return record
+
+    def _value(self, node: dict[str, Any], path: str, *, required: bool) -> Any:
+        node = _resolve(node, self.defs)
+        inner, nullable = _strip_null(node, self.defs)
+        if _is_object(inner) and not nullable:
+            return self._object(inner, path)
+        banned = self.banned.get(path, set())
+        groups = [
+            g
+            for g in self._groups(inner)
+            if any(self._allowed(m, inner, banned) for m in g.members)
+        ]
+        if nullable and "null" not in banned:
+            groups.append(_Group((Candidate("null", None),), ("null",)))
+        if not groups:
+            return self._generate(node, path)
+        best = self._choose(groups, lambda c: self._allowed(c, inner, banned))
+        if best.span is not None:
+            self.out.spans[path] = list(best.span)
+        self._write(best.json_text)
+        return best.value
+
+    def _generate(self, node: dict[str, Any], path: str) -> Any:
+        """No candidate fits: generate this value under its own grammar."""
+        schema = _bounded({**node, "$defs": self.defs} if self.defs else node)
+        self._flush()
+        text, _, used = self.engine.generate(
+            self.engine.prompt, schema, max_tokens=self.max_tokens, temperature=0.0
+        )
+        self.out.generated_tokens += used
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        self._write(json.dumps(value))
+        return value
+
+    # --- candidates -------------------------------------------------------------------------
+
+    def _groups(self, node: dict[str, Any]) -> list[_Group]:
+        """Candidate values for a field, from what its schema says it is."""
+        kind = node.get("type")
+        if "enum" in node or "const" in node:
+            values = node["enum"] if "enum" in node else [node["const"]]
+            return [_single(Candidate(json.dumps(v), v, self._find(v))) for v in values]
+        if kind == "boolean":
+            return [_single(Candidate("true", True)), _single(Candidate("false", False))]
+        if kind in ("integer", "number"):
+            return [_single(c) for c in self._numbers(node, integer=kind == "integer")]
+        if kind == "string":
+            # an anchored pattern describes the whole value: its matches are the candidates;
+            # an unanchored one only constrains text found otherwise (see `_allowed`)
+            pattern = node.get("pattern", "")
+            anchored = pattern.startswith("^") and pattern.endswith("$")
+            regex = _search_regex(pattern) if anchored else None
+            if regex is None and node.get("format") in _FORMATS:
+                regex = re.compile(_FORMATS[node["format"]])
+            if regex is not None:
+                return [_single(c) for c in self._matches(regex)]
+            return list(self._line_groups())
+        return []
+
+    def _allowed(self, candidate: Candidate, node: dict[str, Any], banned: set[str]) -> bool:
+        if candidate.json_text in banned:
+            return False
+        value = candidate.value
+        if isinstance(value, str):
+            if not node.get("minLength", 1) <= len(value) <= node.get("maxLength", 100_000):
+                return False
+            pattern = node.get("pattern")
+            if pattern and not re.search(pattern, value):
+                return False
+        return True
+
+    def _matches(self, regex: re.Pattern[str]) -> Iterator[Candidate]:
+        seen = set()
+        for match in regex.finditer(self.document):
+            value = match.group(0).strip()
+            if not _on_boundaries(self.document, match.start(), match.end()):
+                continue  # part of a longer number or word
+            if value and value not in seen:
+                seen.add(value)
+                yield Candidate(json.dumps(value), value, (match.start(), match.end()))
+
+    def _line_groups(self) -> Iterator[_Group]:
+        """Runs of up to MAX_LINES consecutive lines from each start."""
+        lines = self.lines
+        for i, (number, start, _, _text) in enumerate(lines):
+            members, pieces = [], []
+            for j in range(i, min(len(lines), i + MAX_LINES)):
+                if lines[j][0] != number + (j - i):
+                    break  # a blank line ends a block
+                value = " ".join(line[3] for line in lines[i : j + 1])
+                members.append(Candidate(json.dumps(value), value, (start, lines[j][2])))
+                pieces.append(json.dumps(lines[j][3] if j == i else " " + lines[j][3])[1:-1])
+            yield _Group(tuple(members), tuple(pieces))
+
+    def _numbers(self, node: dict[str, Any], *, integer: bool) -> Iterator[Candidate]:
+        seen = set()
+        for match in _NUMBER.finditer(self.document):
+            literal = match.group(0).replace(",", "")
+            number: float = float(literal)
+            if integer and not number.is_integer():
+                continue
+            value: float | int = int(number) if integer else number
+            text = str(value) if integer else literal
+            if text in seen or not _in_range(number, node):
+                continue
+            seen.add(text)
+            yield Candidate(text, value, (match.start(), match.end()))
+
+    def _find(self, value: Any) -> tuple[int, int] | None:
+        if isinstance(value, str) and value:
+            at = self.document.find(value)
+            if at >= 0:
+                return (at, at + len(value))
+        return None
+
+    # --- choosing ---------------------------------------------------------------------------
+
+    def _choose(self, groups: list[_Group], allowed: Callable[[Candidate], bool]) -> Candidate:
+        """The likeliest allowed candidate as the record's continuation."""
+        base = self._flush()
+        quote = self.engine.tokenize('"')
+        strings = [g for g in groups if g.members[0].json_text.startswith('"')]
+        others = [g for g in groups if not g.members[0].json_text.startswith('"')]
+        if len(strings) > TOP_STARTS:
+            # rank starts by the first token after the opening quote; score the best in full
+            _, rows = self.engine.score(quote, base)
+            after_quote = rows[-1]
+            strings.sort(key=lambda g: -float(after_quote[self._tokens(g.pieces[0])[0]]))
+            strings = strings[:TOP_STARTS]
+        scored: list[tuple[float, Candidate]] = []
+        for group in others:
+            scored += self._score(group, base, [], self.engine.value_end, allowed)
+        for group in strings:
+            scored += self._score(group, base, quote, self.engine.string_end, allowed)
+        return max(scored, key=lambda pair: pair[0])[1]
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.engine.tokenize(text) or [0]
+
+    def _score(
+        self,
+        group: _Group,
+        base: Row,
+        lead: list[int],
+        ends: Any,
+        allowed: Callable[[Candidate], bool],
+    ) -> list[tuple[float, Candidate]]:
+        """Score every member of a group with one pass over its longest member.
+
+        A member's score is the log-probability of its tokens plus that of a token that
+        closes it (a quote for strings; a comma, brace or space for other values).
+        """
+        tokens = list(lead)
+        bounds = []
+        for piece in group.pieces:
+            tokens += self.engine.tokenize(piece)
+            bounds.append(len(tokens))
+        tokens = tokens[: len(lead) + MAX_CANDIDATE_TOKENS]
+        lps, rows = self.engine.score(tokens, base)
+        self.out.scored_tokens += len(tokens)
+        results = []
+        for member, bound in zip(group.members, bounds, strict=True):
+            if bound > len(tokens):
+                break
+            if allowed(member):
+                closing = float(np.logaddexp.reduce(rows[bound - 1][ends]))
+                results.append((sum(lps[:bound]) + closing, member))
+        return results
+
+
+def _single(candidate: Candidate) -> _Group:
+    text = candidate.json_text
+    return _Group((candidate,), (text[1:-1] if text.startswith('"') else text,))
+
+
+# --- schema helpers -------------------------------------------------------------------------
+
+
+def _resolve(node: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    for _ in range(32):
+        if not isinstance(node, dict) or "$ref" not in node:
+            break
+        node = defs.get(str(node["$ref"]).rsplit("/", 1)[-1], {})
+    return node if isinstance(node, dict) else {}
+
+
+def _strip_null(node: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The non-null part of a schema, and whether null is allowed."""
+    branches = node.get("anyOf") or node.get("oneOf")
+    if branches:
+        kept = [_resolve(b, defs) for b in branches if _resolve(b, defs).get("type") != "null"]
+        nullable = len(kept) < len(branches)
+        if len(kept) == 1:
+            merged = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
+            return {**kept[0], **merged}, nullable
+        return node, nullable
+    kind = node.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        rest = [k for k in kind if k != "null"]
+        return {**node, "type": rest[0] if len(rest) == 1 else rest}, True
+    return node, False
+
+
+def _is_object(node: dict[str, Any]) -> bool:
+    return node.get("type") == "object" and isinstance(node.get("properties"), dict)
+
+
+def _walk_properties(
+    node: Any, defs: dict[str, Any], path: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    node = _resolve(node, defs)
+    for name, sub in (node.get("properties") or {}).items():
+        child = f"{path}.{name}" if path else name
+        inner, _ = _strip_null(_resolve(sub, defs), defs)
+        if _is_object(inner):
+            yield from _walk_properties(inner, defs, child)
+        else:
+            described = {**inner, **{k: v for k, v in sub.items() if k == "description"}}
+            yield child, described
+
+
+def _search_regex(pattern: str) -> re.Pattern[str] | None:
+    """The pattern without its anchors, to find its matches inside the document.
+
+    Anchors at the ends of the pattern or of its alternatives go (`^a$|^b$` → `a|b`);
+    every candidate is checked against the full pattern afterwards.
+    """
+    body = re.sub(r"(^|(?<=[|(]))\^", "", pattern)
+    body = re.sub(r"(?<!\\)\$(?=$|[|)])", "", body)
+    try:
+        return re.compile(body)
+    except re.error:
+        return None
+
+
+def _on_boundaries(text: str, start: int, end: int) -> bool:
+    """Whether a match neither begins nor ends inside a run of digits or of letters."""
+
+    def same_class(a: str, b: str) -> bool:
+        return (a.isdigit() and b.isdigit()) or (a.isalpha() and b.isalpha())
+
+    if start > 0 and start < len(text) and same_class(text[start - 1], text[start]):
+        return False
+    return not (0 < end < len(text) and same_class(text[end - 1], text[end]))
+
+
+def _in_range(number: float, node: dict[str, Any]) -> bool:
+    if "minimum" in node and number < node["minimum"]:
+        return False
+    if "maximum" in node and number > node["maximum"]:
+        return False
+    if "exclusiveMinimum" in node and number <= node["exclusiveMinimum"]:
+        return False
+    if "exclusiveMaximum" in node and number >= node["exclusiveMaximum"]:
+        return False
+    step = node.get("multipleOf")
+    return not step or abs(number / step - round(number / step)) < 1e-9
+
+
+def _lines(document: str) -> list[tuple[int, int, int, str]]:
+    """Non-blank lines as (line number, start, end, stripped text), offsets into the document."""
+    out = []
+    at = 0
+    for number, raw in enumerate(document.split("\n")):
+        stripped = raw.strip()
+        if stripped:
+            lead = len(raw) - len(raw.lstrip())
+            out.append((number, at + lead, at + lead + len(stripped), stripped))
+        at += len(raw) + 1
+    return out
+
+
+def _bounded(schema: dict[str, Any], *, text: int = 200, items: int = 20) -> dict[str, Any]:
+    """Bound what a small model can run away with: string lengths and array sizes."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        # patterns and formats stay with the validator: llama.cpp's grammar compiler takes
+        # only part of regex syntax, and a grammar nothing can satisfy stalls generation
+        out = {
+            k: ({name: walk(sub) for name, sub in v.items()} if k in _MAPS else walk(v))
+            for k, v in node.items()
+            if k not in ("pattern", "format")
+        }
+        if out.get("type") == "string" and "enum" not in out:
+            out.setdefault("maxLength", text)
+        if out.get("type") == "array":
+            out.setdefault("maxItems", items)
+        return out
+
+    return dict(walk(schema))
