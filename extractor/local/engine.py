@@ -9,6 +9,7 @@ llama.cpp contexts are not thread-safe: every use holds the engine's lock.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -25,15 +26,29 @@ __all__ = ["Engine", "load_engine"]
 
 Row = npt.NDArray[np.float32]
 
+logger = logging.getLogger("extractor.local")
+
 _engines: dict[tuple[str, int, int], Engine] = {}
 _engines_lock = threading.Lock()
 
 
+_log_callback: Any = None
+
+
 def _llama() -> Any:
+    global _log_callback
     try:
         import llama_cpp
     except ImportError:
         raise ConfigurationError(f"local models run on llama-cpp-python; {INSTALL_HINT}") from None
+    if _log_callback is None:
+        # llama.cpp writes its own notes to stderr; a library sends them to logging instead
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]  # ctypes factory
+        def forward(level: int, text: bytes, user_data: Any) -> None:
+            logger.debug("llama.cpp: %s", text.decode("utf-8", errors="replace").rstrip())
+
+        _log_callback = forward  # kept referenced: llama.cpp holds only a raw pointer
+        llama_cpp.llama_log_set(_log_callback, None)
     return llama_cpp
 
 
