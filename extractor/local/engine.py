@@ -145,28 +145,29 @@ class Engine:
             return self._last
         if not tokens:  # nothing new, but the last row is unknown: evaluate the last again
             tokens = [self._committed.pop()]
-        self._decode(tokens, self.position, all_logits=False)
+        self._decode(tokens, self.position, logits_at=set())
         self._committed.extend(tokens)
         self._last = self._row(-1)
         self._sync()
         return self._last
 
-    def score(self, tokens: Sequence[int], first: Row) -> tuple[list[float], list[Row]]:
-        """Log-probability of each token after the committed prompt, and every next-token row.
+    def score(
+        self, tokens: Sequence[int], first: Row, rows: Sequence[int] | None = None
+    ) -> dict[int, Row]:
+        """Next-token rows after each of the given positions of a continuation of the prompt.
 
-        `first` is the row the first token is drawn from (the prompt's last). Nothing is
-        committed: the next call starts again from the same prompt.
+        `rows` lists the token indices whose next-token distribution is wanted (all when
+        None); the log-probability of token `i` is then `rows[i - 1][tokens[i]]`, and of
+        token 0 `first[tokens[0]]`. Fewer rows is cheaper: each is a pass through the
+        output layer over the whole vocabulary. Nothing is committed.
         """
         if len(tokens) > 512:
             raise ValueError("a scored continuation is at most 512 tokens")
-        self._decode(tokens, self.position, all_logits=True)
-        rows = [self._row(i) for i in range(len(tokens))]
-        lps = [float(first[tokens[0]])] + [
-            float(rows[i - 1][tokens[i]]) for i in range(1, len(tokens))
-        ]
-        return lps, rows
+        wanted = range(len(tokens)) if rows is None else sorted(set(rows))
+        self._decode(tokens, self.position, logits_at=set(wanted))
+        return {i: self._row(i) for i in wanted}
 
-    def _decode(self, tokens: Sequence[int], start: int, *, all_logits: bool) -> None:
+    def _decode(self, tokens: Sequence[int], start: int, *, logits_at: set[int]) -> None:
         if start + len(tokens) > self.n_ctx:
             raise ConfigurationError(
                 f"the document is too long for the local model's context ({self.n_ctx} tokens)"
@@ -182,7 +183,7 @@ class Engine:
                 batch.pos[i] = start + offset + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = all_logits or (last and i == len(chunk) - 1)
+                batch.logits[i] = (offset + i) in logits_at or (last and i == len(chunk) - 1)
             if lib.llama_decode(self.llm.ctx, batch) != 0:
                 raise RuntimeError("llama_decode failed")
 

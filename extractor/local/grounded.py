@@ -31,6 +31,8 @@ __all__ = ["Choice", "GroundedExtractor"]
 TOP_STARTS: Final = 6
 #: The longest run of lines one free-text candidate spans.
 MAX_LINES: Final = 6
+#: How many tokens at the start of each line count toward a candidate's score.
+SCORED_PER_LINE: Final = 2
 #: The longest candidate, in tokens.
 MAX_CANDIDATE_TOKENS: Final = 96
 
@@ -270,8 +272,7 @@ class GroundedExtractor:
         others = [g for g in groups if not g.members[0].json_text.startswith('"')]
         if len(strings) > TOP_STARTS:
             # rank starts by the first token after the opening quote; score the best in full
-            _, rows = self.engine.score(quote, base)
-            after_quote = rows[-1]
+            after_quote = self.engine.score(quote, base)[len(quote) - 1]
             strings.sort(key=lambda g: -float(after_quote[self._tokens(g.pieces[0])[0]]))
             strings = strings[:TOP_STARTS]
         scored: list[tuple[float, Candidate]] = []
@@ -295,23 +296,33 @@ class GroundedExtractor:
         """Score every member of a group with one pass over its longest member.
 
         A member's score is the log-probability of its tokens plus that of a token that
-        closes it (a quote for strings; a comma, brace or space for other values).
+        closes it (a quote for strings; a comma, brace or space for other values). Only
+        the first tokens of each line are scored: past them the model is copying, every
+        candidate alike, and each scored token costs a pass over the whole vocabulary.
         """
         tokens = list(lead)
-        bounds = []
+        starts, bounds = [], []
         for piece in group.pieces:
+            starts.append(len(tokens))
             tokens += self.engine.tokenize(piece)
             bounds.append(len(tokens))
         tokens = tokens[: len(lead) + MAX_CANDIDATE_TOKENS]
-        lps, rows = self.engine.score(tokens, base)
+        counted = set(range(len(lead)))
+        for start in starts:
+            counted.update(range(start, min(start + SCORED_PER_LINE, len(tokens))))
+        needed = {i - 1 for i in counted if i > 0} | {b - 1 for b in bounds if b <= len(tokens)}
+        rows = self.engine.score(tokens, base, sorted(needed))
         self.out.scored_tokens += len(tokens)
         results = []
         for member, bound in zip(group.members, bounds, strict=True):
             if bound > len(tokens):
                 break
             if allowed(member):
+                score = sum(
+                    float((rows[i - 1] if i else base)[tokens[i]]) for i in counted if i < bound
+                )
                 closing = float(np.logaddexp.reduce(rows[bound - 1][ends]))
-                results.append((sum(lps[:bound]) + closing, member))
+                results.append((score + closing, member))
         return results
 
 
