@@ -21,8 +21,6 @@ import argparse
 import gc
 import importlib
 import json
-import os
-import platform
 import re
 import shlex
 import statistics
@@ -31,17 +29,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field
+from results import RESULTS_PATH, machine_lines, package_versions, timestamp, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "overhead"
 
 MODES = ("tools", "json_schema")
@@ -497,67 +493,23 @@ def skipped_notes(contenders: Sequence[Contender], imports: Sequence[ImportResul
     return "Not measured:\n" + "\n".join(notes) if notes else ""
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, or the platform's best guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _load_average() -> str:
-    """The 1, 5 and 15 minute load averages: other work on the machine skews timings."""
-    try:
-        return " / ".join(f"{load:.2f}" for load in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 def versions() -> str:
     """Installed versions of the packages involved."""
-    found = []
-    for package in VERSIONED:
-        try:
-            found.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{package} not installed")
-    return ", ".join(found)
+    return package_versions(VERSIONED)
 
 
 def build_section(body: str, command: str) -> str:
     """The whole ``## overhead`` section of RESULTS.md."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [
         f"## {SECTION}",
         "",
-        f"- Date: {now}",
-        f"- Machine: {platform.platform()}; CPU: {cpu_model()} ({os.cpu_count()} logical CPUs)",
-        f"- Python: {platform.python_version()} ({platform.python_implementation()})",
-        f"- Load average when written (1/5/15 min): {_load_average()}",
+        f"- Date: {timestamp()}",
+        *machine_lines(),
         f"- Packages: {versions()}",
         f"- Command: `{command}`",
         "",
     ]
     return "\n".join(header) + "\n" + body.rstrip() + "\n"
-
-
-def replace_section(document: str, section: str) -> str:
-    """Replace the ``## overhead`` section of ``document`` (or append it), keeping the rest."""
-    if not document.strip():
-        document = "# Benchmark results\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(document):
-        return pattern.sub(lambda _: section + "\n", document, count=1).rstrip() + "\n"
-    return document.rstrip() + "\n\n" + section
-
-
-def write_results(section: str) -> None:
-    """Write ``section`` into RESULTS.md in place."""
-    current = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else ""
-    RESULTS_PATH.write_text(replace_section(current, section))
 
 
 # --------------------------------------------------------------------------- main
@@ -624,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "benchmarks/overhead.py", *extra])
     if not args.no_write:
-        write_results(build_section(body, command))
+        write_section(SECTION, build_section(body, command))
         print(f"\nWrote the '## {SECTION}' section of {RESULTS_PATH.relative_to(REPO_ROOT)}")
     return 0
 
