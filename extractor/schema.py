@@ -462,15 +462,26 @@ def _branches(node: Any, defs: JSON) -> list[Any]:
 
 
 def _object_branch(data: dict[str, Any], node: Any, defs: JSON) -> JSON | None:
-    """The object schema `data` is an instance of: its keys fit, its constants match."""
-    branch: JSON
+    """The object schema `data` is an instance of: its keys fit, its constants match.
+
+    Where several fit, the first that has all its required keys and takes every null as
+    it is wins: a null the full schema accepts there is an answer, not a strict "not given".
+    """
+    fitting: list[JSON] = []
     for branch in _branches(node, defs):
         props = branch.get("properties")
         if not isinstance(props, dict) or not data.keys() <= props.keys():
             continue
         if all(_constant_matches(data[k], props[k], defs) for k in data):
-            return branch
-    return None
+            fitting.append(branch)
+
+    def rank(branch: JSON) -> tuple[bool, bool]:
+        props = branch["properties"]
+        complete = set(branch.get("required", ())) <= data.keys()
+        as_is = all(v is not None or _accepts_null(props[k], defs) for k, v in data.items())
+        return complete, as_is
+
+    return max(fitting, key=rank) if fitting else None
 
 
 def _constant_matches(value: Any, node: Any, defs: JSON) -> bool:
