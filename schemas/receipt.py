@@ -23,20 +23,14 @@ class Receipt(BaseModel):
     """
 
     company: str = Field(
-        description="Name of the shop or company that issued the receipt, as printed "
-        "(usually the first line), e.g. 'KEDAI RUNCIT MAJU SDN BHD'."
+        description="Name of the shop or company that issued the receipt, as printed."
     )
     date: str = Field(
         pattern=DATE_PATTERN,
-        description="Date of the purchase as printed, without the time, "
-        "e.g. '14/03/2019' or '2019-03-14'.",
+        description="Date of the purchase as printed, without the time.",
     )
-    address: str = Field(
-        description="The company's address as printed, its lines joined with a single "
-        "space, without phone or tax numbers."
-    )
+    address: str = Field(description="Address of the company, as printed.")
     total: str = Field(
         pattern=AMOUNT_PATTERN,
-        description="Total amount paid, as printed: digits with two decimals like '9.00', "
-        "without currency symbol.",
+        description="Total amount paid, as printed, without the currency.",
     )
