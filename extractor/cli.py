@@ -32,7 +32,7 @@ from extractor import __version__
 from extractor.client import DEFAULT_MAX_RETRIES, Client
 from extractor.errors import ConfigurationError, ExtractorError, SchemaError
 from extractor.params import PARAMETERS, check_params
-from extractor.providers import MODEL_ENV, MODES, PROVIDERS, resolve
+from extractor.providers import DEFAULT_MODEL, MODEL_ENV, MODES, PROVIDERS, resolve
 from extractor.schema import DIALECTS, compile_schema
 
 __all__ = ["UsageError", "build_parser", "load_target", "main"]
@@ -166,12 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
     extract.add_argument("files", metavar="FILE", nargs="+", help="UTF-8 text; - reads stdin")
-    add = extract.add_argument
-    add("--model", metavar="PROVIDER/MODEL", help=f"e.g. openai/gpt-4o (default: ${MODEL_ENV})")
-    add("--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://host/v1")
-    add("--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)")
-    add("--max-retries", type=int, default=DEFAULT_MAX_RETRIES, metavar="N", help=_RETRIES_HELP)
-    add("--param", type=_param, action="append", default=[], metavar="NAME=VALUE", help=_PARAM_HELP)
+    _add_model_options(extract)
     _add_verbose(extract, default=argparse.SUPPRESS)
     extract.set_defaults(handler=_extract)
 
@@ -196,12 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
     evaluate.add_argument("dataset", metavar="DATASET", help='JSON lines: {"id", "text", "gold"}')
+    _add_model_options(evaluate)
     add = evaluate.add_argument
-    add("--model", metavar="PROVIDER/MODEL", help=f"e.g. openai/gpt-4o (default: ${MODEL_ENV})")
-    add("--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://host/v1")
-    add("--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)")
-    add("--max-retries", type=int, default=DEFAULT_MAX_RETRIES, metavar="N", help=_RETRIES_HELP)
-    add("--param", type=_param, action="append", default=[], metavar="NAME=VALUE", help=_PARAM_HELP)
     add("-o", "--output", metavar="PATH", help="write one JSON line per document to PATH")
     add("--limit", type=int, metavar="N", help="evaluate only the first N documents")
     add("--json", action="store_true", help="print the figures as one JSON object")
@@ -251,7 +242,7 @@ def _extract(args: argparse.Namespace) -> int:
     # settle the model, key and schema before reading any input (stdin may be a terminal)
     endpoint = resolve(args.model, base_url=args.base_url)
     compile_schema(target).dialect(endpoint.provider.dialect.schema_dialect)
-    dump = _dumper(target)
+    dump = compile_schema(target).dump
     failures = 0
     with Client(
         args.model, base_url=args.base_url, mode=args.mode, max_retries=args.max_retries, **params
@@ -334,6 +325,20 @@ def _param(text: str) -> tuple[str, Any]:
         return name, raw
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the model and shape the requests (extract and eval)."""
+    add = parser.add_argument
+    add(
+        "--model",
+        metavar="PROVIDER/MODEL",
+        help=f"e.g. openai/gpt-4o (default: ${MODEL_ENV}, else the embedded {DEFAULT_MODEL})",
+    )
+    add("--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://host/v1")
+    add("--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)")
+    add("--max-retries", type=int, default=DEFAULT_MAX_RETRIES, metavar="N", help=_RETRIES_HELP)
+    add("--param", type=_param, action="append", default=[], metavar="NAME=VALUE", help=_PARAM_HELP)
+
+
 def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
     # on every parser, so `-v` works before or after the command; the subcommands' default
     # is SUPPRESS so they do not overwrite a `-v` given before the command
@@ -381,14 +386,6 @@ def _read(name: str) -> str:
     if not text.strip():
         raise _InputError("the input is empty: nothing to extract")
     return text
-
-
-def _dumper(target: Any) -> Callable[[Any], Any]:
-    """How a validated value becomes JSON: as `model_dump(mode="json")`, through its type."""
-    if isinstance(target, Mapping):
-        return lambda value: value  # a JSON Schema target validated plain JSON already
-    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(target)
-    return lambda value: adapter.dump_python(value, mode="json")
 
 
 def _load_json_schema(path: Path) -> Any:

@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypedDict
 
-import pydantic
-
 from extractor.client import Client
 from extractor.errors import (
     ConfigurationError,
@@ -50,6 +48,7 @@ from extractor.errors import (
     SchemaError,
 )
 from extractor.result import Usage
+from extractor.schema import compile_schema
 
 __all__ = [
     "DatasetError",
@@ -63,7 +62,6 @@ __all__ = [
     "evaluate_one",
     "field_matches",
     "format_table",
-    "json_dumper",
     "nearest_rank",
     "normalize",
     "read_dataset",
@@ -196,7 +194,7 @@ def evaluate_one(
 
     Configuration and schema errors are raised: they would fail every document alike.
     """
-    dump = dump or json_dumper(target)
+    dump = dump or compile_schema(target).dump
     start = time.perf_counter()
     try:
         result = client.extract_result(target, example.text)
@@ -219,14 +217,6 @@ def evaluate_one(
     logger.info("%s: record in %.3f s, %d attempt(s)", example.id, latency, len(result.attempts))
     match = field_matches(record, example.gold)
     return DocResult(example, record, match, latency, len(result.attempts), result.usage)
-
-
-def json_dumper(target: Any) -> Callable[[Any], Any]:
-    """How a validated value becomes JSON: `model_dump(mode="json")`, through its type."""
-    if isinstance(target, Mapping):
-        return lambda value: value  # a JSON Schema target gives plain JSON already
-    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(target)
-    return lambda value: adapter.dump_python(value, mode="json")
 
 
 def _attempts_of(exc: ExtractorError) -> int:
@@ -421,7 +411,7 @@ def evaluate_dataset(
     what it finished); `progress` (a terminal) gets a `[i/n] id` status line.
     """
     summary, done = Summary(), []
-    dump = json_dumper(target)
+    dump = compile_schema(target).dump
     with _status(progress) as show:
         for index, example in enumerate(examples, start=1):
             show(f"[{index}/{len(examples)}] {example.id}")

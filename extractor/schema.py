@@ -68,6 +68,7 @@ class CompiledSchema(Generic[T]):
         *,
         wrap_key: str | None,
         validate: Callable[[Any], T],
+        dump: Callable[[T], Any] | None = None,
         description: str | None = None,
     ) -> None:
         self.name = name
@@ -77,6 +78,7 @@ class CompiledSchema(Generic[T]):
         self.wrap_key = wrap_key
         self.description = description
         self._validate = validate
+        self._dump = dump
         self._dialects: dict[str, JSON] = {}
         self._lock = threading.Lock()
 
@@ -95,6 +97,10 @@ class CompiledSchema(Generic[T]):
             if name not in self._dialects:
                 self._dialects[name] = _to_dialect(self.schema, name)
             return self._dialects[name]
+
+    def dump(self, value: T) -> Any:
+        """The value as plain JSON data (`model_dump(mode="json")`, through its type)."""
+        return value if self._dump is None else self._dump(value)
 
     def load(self, data: Any) -> T:
         """Turn decoded JSON into the target's value, or raise `InvalidAnswer`.
@@ -162,9 +168,17 @@ def _compile(target: Any) -> CompiledSchema[Any]:
         except pydantic.ValidationError as exc:
             raise InvalidAnswer(_pydantic_details(exc)) from None
 
+    def dump(value: Any) -> Any:
+        return adapter.dump_python(value, mode="json")
+
     wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
     return CompiledSchema(
-        name, wire, wrap_key=wrap_key, validate=validate, description=schema.get("description")
+        name,
+        wire,
+        wrap_key=wrap_key,
+        validate=validate,
+        dump=dump,
+        description=schema.get("description"),
     )
 
 
