@@ -494,13 +494,17 @@ def test_ctrl_c_exits_130_quietly(server: ChatServer) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell running us in the background ignores SIGINT, and children inherit that:
+        # give the child the default a terminal user would have
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    try:
-        assert arrived.wait(20), "the child never sent its request"
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with child:
+        try:
+            assert arrived.wait(20), "the child never sent its request"
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     assert (child.returncode, out, err) == (130, "", "")

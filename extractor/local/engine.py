@@ -8,6 +8,7 @@ llama.cpp contexts are not thread-safe: every use holds the engine's lock.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -61,6 +62,14 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on every platform
         return os.cpu_count() or 1
+
+
+@atexit.register
+def _close_engines() -> None:
+    """Free the models before interpreter shutdown tears down what their finalizers need."""
+    for engine in _engines.values():
+        engine.llm.close()
+    _engines.clear()
 
 
 def load_engine(path: Path, *, threads: int | None = None, n_ctx: int = 4096) -> Engine:
