@@ -66,7 +66,6 @@ class Choice:
 
     record: dict[str, Any] = field(default_factory=dict)
     spans: dict[str, list[int]] = field(default_factory=dict)
-    scored_tokens: int = 0
     generated_tokens: int = 0
 
 
@@ -312,7 +311,6 @@ class GroundedExtractor:
             counted.update(range(start, min(start + SCORED_PER_LINE, len(tokens))))
         needed = {i - 1 for i in counted if i > 0} | {b - 1 for b in bounds if b <= len(tokens)}
         rows = self.engine.score(tokens, base, sorted(needed))
-        self.out.scored_tokens += len(tokens)
         results = []
         for member, bound in zip(group.members, bounds, strict=True):
             if bound > len(tokens):
