@@ -343,7 +343,13 @@ def _rejects_mode(exc: APIError) -> bool:
 
 
 def _local(plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]) -> Any:
-    from extractor import local  # here, not at the top: it needs the optional extra
+    try:
+        from extractor import local  # here, not at the top: it needs the optional extra
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"local models need the local extra ({exc.name} is missing): "
+            'pip install "extractor[local]"'
+        ) from None
 
     return local.complete(
         plan.endpoint.model,
