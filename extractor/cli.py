@@ -32,7 +32,7 @@ from extractor import __version__
 from extractor.client import DEFAULT_MAX_RETRIES, Client
 from extractor.errors import ConfigurationError, ExtractorError, SchemaError
 from extractor.params import PARAMETERS, check_params
-from extractor.providers import DEFAULT_MODEL, MODEL_ENV, MODES, PROVIDERS, resolve
+from extractor.providers import DEFAULT_MODEL, MODEL_ENV, MODES, PROVIDERS
 from extractor.schema import DIALECTS, compile_schema
 
 __all__ = ["UsageError", "build_parser", "load_target", "main"]
@@ -239,14 +239,12 @@ def _extract(args: argparse.Namespace) -> int:
             problem = "is a directory" if Path(name).is_dir() else "does not exist"
             raise UsageError(f"input file {name} {problem}")
     params = check_params(dict(args.param))
-    # settle the model, key and schema before reading any input (stdin may be a terminal)
-    endpoint = resolve(args.model, base_url=args.base_url)
-    compile_schema(target).dialect(endpoint.provider.dialect.schema_dialect)
     dump = compile_schema(target).dump
     failures = 0
     with Client(
         args.model, base_url=args.base_url, mode=args.mode, max_retries=args.max_retries, **params
     ) as client:
+        client.check(target)  # before reading any input: stdin may be a terminal
         for name in args.files:
             line = _extract_file(client, target, name, dump)
             failures += "error" in line
@@ -287,8 +285,6 @@ def _eval(args: argparse.Namespace) -> int:
     params = check_params(dict(args.param))
     try:
         examples = evaluate.read_dataset(args.dataset, limit=args.limit)
-        endpoint = resolve(args.model, base_url=args.base_url)
-        compile_schema(target).dialect(endpoint.provider.dialect.schema_dialect)
         client = Client(
             args.model,
             base_url=args.base_url,
@@ -296,6 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
             max_retries=args.max_retries,
             **params,
         )
+        model = client.check(target)
         progress = sys.stderr if sys.stderr.isatty() else None
         with evaluate.results_file(args.output) as results, client:
             summary, _ = evaluate.evaluate_dataset(
@@ -303,7 +300,7 @@ def _eval(args: argparse.Namespace) -> int:
             )
     except evaluate.DatasetError as exc:
         raise UsageError(str(exc)) from None
-    report = {"model": endpoint.label, **summary.report()}
+    report = {"model": model, **summary.report()}
     print(json.dumps(report, indent=2) if args.json else evaluate.format_table(report))
     return EXIT_OK
 

@@ -190,6 +190,14 @@ class Client:
             result: Extraction[Any] = done.value
             return result
 
+    def check(self, target: Any, **options: Any) -> str:
+        """Raise now what the first extraction would raise for its set-up; send nothing.
+
+        Settles the model, key, parameters, mode and schema dialect for `target`, so a
+        batch can stop before reading any input. Returns the model as `provider/model`.
+        """
+        return self._plan(target, "", dict(options)).endpoint.label
+
     def close(self) -> None:
         """Close the pooled sync connections (async ones close with `aclose`)."""
         if self._http is not None:
