@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from extractor.errors import InvalidAnswer
 from extractor.local.engine import load_engine
+from extractor.local.grounded import GroundedExtractor, bounded_schema
 from extractor.local.weights import model_path
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ def complete(
     limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
     message: dict[str, Any] = {"role": "assistant"}
     if mode == "grounded":
-        from extractor.local.grounded import GroundedExtractor
-
         extractor = GroundedExtractor(
             engine, schema.schema, document, banned=_rejected(attempts), max_tokens=limit
         )
@@ -78,7 +77,7 @@ def complete(
         prompt = engine.tokenize(_render(body["messages"]), bos=True)
         with engine.lock:
             text, finish, completion_tokens = engine.generate(
-                prompt, _bounded(schema.schema), max_tokens=limit, **sampling
+                prompt, bounded_schema(schema.schema), max_tokens=limit, **sampling
             )
         message["content"] = text
         prompt_tokens = len(prompt)
@@ -110,12 +109,6 @@ def _render(messages: Sequence[dict[str, Any]]) -> str:
         elif role == "assistant":
             parts.append(f"Answer:\n{content}\n")
     return "\n".join(parts) + "\nAnswer:\n"
-
-
-def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
-    from extractor.local.grounded import _bounded as bounded
-
-    return bounded(schema)
 
 
 def _rejected(attempts: Sequence[Attempt]) -> dict[str, set[str]]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from extractor.local.engine import Engine, Row
 
-__all__ = ["Choice", "GroundedExtractor"]
+__all__ = ["Choice", "GroundedExtractor", "bounded_schema"]
 
 #: How many candidate starts per field are scored in full (after ranking their first token).
 TOP_STARTS: Final = 6
@@ -167,7 +167,7 @@ class GroundedExtractor:
 
     def _generate(self, node: dict[str, Any], path: str) -> Any:
         """No candidate fits: generate this value under its own grammar."""
-        schema = _bounded({**node, "$defs": self.defs} if self.defs else node)
+        schema = bounded_schema({**node, "$defs": self.defs} if self.defs else node)
         self._flush()
         text, _, used = self.engine.generate(
             self.engine.prompt, schema, max_tokens=self.max_tokens, temperature=0.0
@@ -426,7 +426,7 @@ def _lines(document: str) -> list[tuple[int, int, int, str]]:
     return out
 
 
-def _bounded(schema: dict[str, Any], *, text: int = 200, items: int = 20) -> dict[str, Any]:
+def bounded_schema(schema: dict[str, Any], *, text: int = 200, items: int = 20) -> dict[str, Any]:
     """Bound what a small model can run away with: string lengths and array sizes."""
 
     def walk(node: Any) -> Any:
