@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from extractor.stream import AsyncExtractionStream, ExtractionStream
+
 __all__ = ["Client"]
 
 logger = logging.getLogger("extractor")
@@ -189,6 +191,58 @@ class Client:
         except StopIteration as done:
             result: Extraction[Any] = done.value
             return result
+
+    @overload
+    def stream(self, target: type[T], document: str, **options: Any) -> ExtractionStream[T]: ...
+    @overload
+    def stream(
+        self, target: Mapping[str, Any], document: str, **options: Any
+    ) -> ExtractionStream[dict[str, Any]]: ...
+    def stream(self, target: Any, document: str, **options: Any) -> ExtractionStream[Any]:
+        """Partial records while the answer streams in, then the validated record.
+
+        Iterate the returned `ExtractionStream`; after it ends, its `result` holds the
+        `Extraction` (usage from the stream's last chunk, attempts). Options as `extract`.
+        """
+        from extractor.stream import ExtractionStream, shown_for
+
+        plan = self._plan(target, document, options)
+        return ExtractionStream(self, plan, shown_for(target, plan.schema, items=False))
+
+    @overload
+    def astream(
+        self, target: type[T], document: str, **options: Any
+    ) -> AsyncExtractionStream[T]: ...
+    @overload
+    def astream(
+        self, target: Mapping[str, Any], document: str, **options: Any
+    ) -> AsyncExtractionStream[dict[str, Any]]: ...
+    def astream(self, target: Any, document: str, **options: Any) -> AsyncExtractionStream[Any]:
+        """The async form of `stream`: `async for partial in client.astream(...)`."""
+        from extractor.stream import AsyncExtractionStream, shown_for
+
+        plan = self._plan(target, document, options)
+        return AsyncExtractionStream(self, plan, shown_for(target, plan.schema, items=False))
+
+    def stream_items(self, target: Any, document: str, **options: Any) -> ExtractionStream[Any]:
+        """For a list target (`list[Model]`): each item as soon as it is complete and valid.
+
+        Items are validated one by one as their text closes; the whole list is validated
+        at the end as `extract` would, and `result.value` is that list.
+        """
+        from extractor.stream import ExtractionStream, shown_for
+
+        plan = self._plan(target, document, options)
+        return ExtractionStream(self, plan, shown_for(target, plan.schema, items=True))
+
+    def astream_items(
+        self, target: Any, document: str, **options: Any
+    ) -> AsyncExtractionStream[Any]:
+        """The async form of `stream_items`."""
+        from extractor.stream import AsyncExtractionStream, shown_for
+
+        plan = self._plan(target, document, options)
+        return AsyncExtractionStream(self, plan, shown_for(target, plan.schema, items=True))
 
     def check(self, target: Any, **options: Any) -> str:
         """Raise now what the first extraction would raise for its set-up; send nothing.

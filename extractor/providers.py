@@ -52,6 +52,9 @@ class Dialect:
     require_parameters: bool = False
     #: Whether the `strict` flag goes into `json_schema` response formats.
     strict_json_schema: bool = True
+    #: Whether a streaming request may ask for usage (`stream_options`); Mistral rejects it
+    #: and sends usage in the last chunk anyway.
+    stream_usage: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ MISTRAL_DIALECT: Final = Dialect(
     force_tool="any",
     strict_tools=False,
     temperature_max=1.5,
+    stream_usage=False,
 )
 LOCAL_SERVER_DIALECT: Final = Dialect(
     schema_dialect="plain",

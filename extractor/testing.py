@@ -56,6 +56,7 @@ __all__ = [
     "Item",
     "Raw",
     "RecordedRequest",
+    "Stream",
     "Truncated",
 ]
 
@@ -247,8 +248,55 @@ class Truncated:
             raise ValueError(f"Truncated keep must be >= 0, got {self.keep}")
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Serve ``answer`` as server-sent events when the request asks for ``stream: true``.
+
+    The answer's content (or tool-call arguments, or refusal) goes out in deltas of
+    ``chunk_size`` characters, ``delay`` seconds apart, then a chunk with the finish
+    reason, a usage chunk (when the request sets ``stream_options.include_usage``, or
+    ``usage`` is True) and ``data: [DONE]``. Faults a real provider produces:
+
+    - ``comment``: an SSE comment line (``: OPENROUTER PROCESSING``) before the first
+      chunk and between chunks;
+    - ``error_after``: after that many deltas, an error chunk the way OpenRouter sends
+      one mid-stream (an ``error`` object and ``finish_reason: "error"``), then the end;
+    - ``cut_after``: after that many deltas, the connection is cut;
+    - ``hold``: the last delta waits until this event is set, so a test can look at what
+      arrived before the end; if it is not set within ``hold_timeout`` seconds the
+      connection is cut, so a client that buffers the whole stream fails loudly.
+
+    A plain `Answer` scripted for a streaming request is served as ``Stream(answer)``; a
+    `Stream` scripted for a request without ``stream`` is served as its answer.
+    """
+
+    answer: Answer = field(default_factory=Answer)
+    chunk_size: int = 8
+    delay: float = 0.0
+    comment: str | None = None
+    error_after: int | None = None
+    error: Mapping[str, Any] = field(
+        default_factory=lambda: {"code": 502, "message": "Provider disconnected unexpectedly"},
+        hash=False,
+    )
+    cut_after: int | None = None
+    hold: threading.Event | None = field(default=None, hash=False, compare=False)
+    hold_timeout: float = 5.0
+    usage: bool | None = None
+    done: bool = True
+    crlf: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"Stream chunk_size must be >= 1, got {self.chunk_size}")
+        if self.delay < 0:
+            raise ValueError(f"Stream delay must be >= 0, got {self.delay}")
+        object.__setattr__(self, "error", dict(self.error))
+        object.__setattr__(self, "delay", float(self.delay))
+
+
 Item: TypeAlias = (
-    Answer | Fault | Raw | Delay | Drop | Truncated | Callable[[RecordedRequest], "Item"]
+    Answer | Fault | Raw | Delay | Drop | Truncated | Stream | Callable[[RecordedRequest], "Item"]
 )
 """Anything that can be scripted: a response description, or a function of the request
 that returns one (resolved when the request arrives)."""
@@ -460,6 +508,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif isinstance(current, Drop):
                 self._drop()
                 return
+            elif isinstance(current, (Answer, Stream)) and _wants_stream(request, current):
+                stream = current if isinstance(current, Stream) else Stream(current)
+                _serve_stream(self, stream, request)
+                return
+            elif isinstance(current, Stream):
+                current = current.answer
             elif isinstance(current, (Answer, Fault, Raw)):
                 self._send(self._render(current, request), keep)
                 return
@@ -548,6 +602,135 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+# ---------------------------------------------------------------------------
+# Streaming (server-sent events)
+# ---------------------------------------------------------------------------
+
+
+def _wants_stream(request: RecordedRequest, item: Answer | Stream) -> bool:
+    answer = item.answer if isinstance(item, Stream) else item
+    return (request.body or {}).get("stream") is True and answer.status == 200
+
+
+def _sse_chunks(stream: Stream, request: RecordedRequest, ids: Callable[[], int]) -> list[Any]:
+    """The events of one streamed answer, in order; a float is a pause, None a cut."""
+    answer = stream.answer
+    base = {
+        "id": f"chatcmpl-{ids()}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": answer.model or request.model or DEFAULT_MODEL,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {**base, "choices": [choice], **extra}
+
+    if answer.tool_call is not None:
+        arguments = (
+            answer.tool_call
+            if isinstance(answer.tool_call, str)
+            else json.dumps(dict(answer.tool_call))
+        )
+        name = answer.tool_name or _tool_name(request)
+        call = {"index": 0, "id": f"call_{ids()}", "type": "function"}
+        first = chunk({"role": "assistant", "tool_calls": [{**call, "function": {"name": name}}]})
+
+        def piece(text: str) -> dict[str, Any]:
+            return chunk({"tool_calls": [{"index": 0, "function": {"arguments": text}}]})
+
+        text = arguments
+    elif answer.refusal is not None:
+        first = chunk({"role": "assistant", "content": None})
+
+        def piece(text: str) -> dict[str, Any]:
+            return chunk({"refusal": text})
+
+        text = answer.refusal
+    else:
+        first = chunk({"role": "assistant", "content": ""})
+
+        def piece(text: str) -> dict[str, Any]:
+            return chunk({"content": text})
+
+        text = answer.content or ""
+    pieces = [text[i : i + stream.chunk_size] for i in range(0, len(text), stream.chunk_size)]
+    events: list[Any] = [f": {stream.comment}"] if stream.comment is not None else []
+    events.append(first)
+    for sent, part in enumerate(pieces):
+        if stream.error_after is not None and sent == stream.error_after:
+            events.append(chunk({"content": ""}, "error", error=dict(stream.error)))
+            return events
+        if stream.cut_after is not None and sent == stream.cut_after:
+            events.append(None)
+            return events
+        if sent:
+            if stream.delay:
+                events.append(stream.delay)
+            if stream.comment is not None:
+                events.append(f": {stream.comment}")
+        if stream.hold is not None and sent == len(pieces) - 1:
+            events.append(stream.hold)
+        events.append(piece(part))
+    if stream.error_after is not None:  # asked for an error after every delta went out
+        events.append(chunk({"content": ""}, "error", error=dict(stream.error)))
+        return events
+    events.append(chunk({}, answer.finish_reason))
+    options = (request.body or {}).get("stream_options")
+    wanted = isinstance(options, dict) and options.get("include_usage") is True
+    if stream.usage or (stream.usage is None and wanted):
+        usage = dict(answer.usage if answer.usage is not None else DEFAULT_USAGE)
+        events.append({**base, "choices": [], "usage": usage})
+    if stream.done:
+        events.append("[DONE]")
+    return events
+
+
+def _serve_stream(handler: _Handler, stream: Stream, request: RecordedRequest) -> None:
+    """Write a streamed answer as chunked server-sent events, one HTTP chunk per event."""
+    chat = handler._chat
+    events = _sse_chunks(stream, request, chat._next_id)
+    newline = "\r\n" if stream.crlf else "\n"
+    headers = {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "Date": formatdate(usegmt=True),
+        "Server": handler.server_version,
+        **stream.answer.headers,
+        "Transfer-Encoding": "chunked",
+    }
+    head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    try:
+        handler.wfile.write(head.encode("latin-1") + b"\r\n")
+        handler.wfile.flush()
+        for event in events:
+            if event is None:
+                handler._drop()  # cut mid-stream: the chunked body never ends
+                return
+            if isinstance(event, float):
+                if chat._stopping.wait(event):
+                    handler._drop()
+                    return
+                continue
+            if isinstance(event, threading.Event):
+                if not event.wait(stream.hold_timeout) or chat._stopping.is_set():
+                    handler._drop()
+                    return
+                continue
+            if isinstance(event, str) and event.startswith(":"):
+                line = f"{event}{newline}{newline}"
+            else:
+                data = event if isinstance(event, str) else json.dumps(event)
+                line = f"data: {data}{newline}{newline}"
+            body = line.encode()
+            handler.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+            handler.wfile.flush()
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+    except OSError:  # the client hung up mid-stream
+        handler.close_connection = True
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncGenerator, Generator
 from typing import Any, Final
 
 import httpx
@@ -15,8 +16,17 @@ import httpx
 from extractor.errors import APIConnectionError, APIStatusError, APITimeoutError
 from extractor.providers import Endpoint
 from extractor.retry import retry_after
+from extractor.stream import SSEDecoder, SSEEvent
 
-__all__ = ["MAX_RESPONSE_BYTES", "apost", "post"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "aopen_stream",
+    "apost",
+    "aread_stream",
+    "open_stream",
+    "post",
+    "read_stream",
+]
 
 logger = logging.getLogger("extractor")
 
@@ -110,3 +120,134 @@ async def apost(client: httpx.AsyncClient, endpoint: Endpoint, body: Any) -> Any
     except httpx.HTTPError as exc:
         raise _translate(exc, endpoint) from None
     return _finish(response, bytes(content), endpoint)
+
+
+# --- streaming: server-sent events -----------------------------------------------------
+#
+# Opening a stream is one request like `post`: its failures (connection, timeout, an
+# error status) are raised from `open_stream`, inside the caller's transport retries.
+# Once the server has answered 200 the bytes are read by `read_stream`; a failure from
+# there on is raised as it comes and never retried here, since the caller may already
+# have shown part of the answer.
+
+
+def stream_body(endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+    """The body with `stream: true`, and a request for usage where the dialect takes one."""
+    out = {**body, "stream": True}
+    if endpoint.provider.dialect.stream_usage:
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _streams(response: httpx.Response) -> bool:
+    return str(response.headers.get("content-type", "")).startswith("text/event-stream")
+
+
+def open_stream(client: httpx.Client, endpoint: Endpoint, body: dict[str, Any]) -> httpx.Response:
+    """Send a streaming request; return the open 200 response, or raise `APIError`.
+
+    The caller must read it with `read_stream`, which closes it.
+    """
+    try:
+        response = client.send(_request(client, endpoint, stream_body(endpoint, body)), stream=True)
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    if response.status_code < 400:
+        return response
+    try:
+        content = bytearray()
+        for chunk in response.iter_bytes():
+            content += chunk
+            if len(content) > MAX_RESPONSE_BYTES:
+                raise _too_large(endpoint)
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    finally:
+        response.close()
+    _finish(response, bytes(content), endpoint)  # raises: the status is an error
+    raise AssertionError("unreachable: an error status always raises")  # pragma: no cover
+
+
+async def aopen_stream(
+    client: httpx.AsyncClient, endpoint: Endpoint, body: dict[str, Any]
+) -> httpx.Response:
+    """The async twin of `open_stream`."""
+    try:
+        response = await client.send(
+            _request(client, endpoint, stream_body(endpoint, body)), stream=True
+        )
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    if response.status_code < 400:
+        return response
+    try:
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > MAX_RESPONSE_BYTES:
+                raise _too_large(endpoint)
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    finally:
+        await response.aclose()
+    _finish(response, bytes(content), endpoint)  # raises: the status is an error
+    raise AssertionError("unreachable: an error status always raises")  # pragma: no cover
+
+
+def read_stream(response: httpx.Response, endpoint: Endpoint) -> Generator[SSEEvent, None, None]:
+    """Each event of an open stream (key masked in its data), then close it.
+
+    A server that ignored `stream` and sent one JSON body yields that body once.
+    """
+    decoder = SSEDecoder()
+    size = 0
+    try:
+        if not _streams(response):
+            content = bytearray()
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    raise _too_large(endpoint)
+            yield SSEEvent(json.dumps(_finish(response, bytes(content), endpoint)))
+            return
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise _too_large(endpoint)
+            for event in decoder.feed(chunk):
+                yield SSEEvent(_redact(event.data, endpoint), event.event)
+        for event in decoder.close():
+            yield SSEEvent(_redact(event.data, endpoint), event.event)
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    finally:
+        response.close()
+
+
+async def aread_stream(
+    response: httpx.Response, endpoint: Endpoint
+) -> AsyncGenerator[SSEEvent, None]:
+    """The async twin of `read_stream`."""
+    decoder = SSEDecoder()
+    size = 0
+    try:
+        if not _streams(response):
+            content = bytearray()
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    raise _too_large(endpoint)
+            yield SSEEvent(json.dumps(_finish(response, bytes(content), endpoint)))
+            return
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise _too_large(endpoint)
+            for event in decoder.feed(chunk):
+                yield SSEEvent(_redact(event.data, endpoint), event.event)
+        for event in decoder.close():
+            yield SSEEvent(_redact(event.data, endpoint), event.event)
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint) from None
+    finally:
+        await response.aclose()

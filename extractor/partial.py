@@ -1,0 +1,343 @@
+"""Reading a record while it is being written: an incomplete JSON prefix, then a preview.
+
+`read_partial` turns the text a model has produced so far into the JSON data it already
+holds. Nothing is invented: a key appears only once its value has started, an
+unfinished string is shown as far as it goes (it will only grow), an unfinished number
+or literal is left out (`12` may become `125`, `t` may become anything), and containers
+hold only what has arrived. It also reports which values are complete, so a list's
+items can be handed out one at a time.
+
+`Preview` turns that data into an instance of the target without requiring the fields
+that have not arrived: see its docstring for what a partial instance looks like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pydantic
+
+__all__ = ["MISSING", "PartialJSON", "Preview", "read_partial"]
+
+Path = tuple[str | int, ...]
+
+
+class _Missing:
+    """Marks a value that has not arrived yet (distinct from JSON null)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+_WS: Final = frozenset(" \t\r\n")
+_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_STRING_BODY: Final = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)
+_NUMBER_ENDS: Final = frozenset(" \t\r\n,}]")
+_LITERALS: Final = (("true", True), ("false", False), ("null", None))
+_decoder = json.JSONDecoder(strict=False)
+
+
+@dataclass(frozen=True)
+class PartialJSON:
+    """What a prefix of a JSON document already says.
+
+    `value` is `MISSING` when no value has started. `complete` holds the path (keys and
+    indices from the root) of every value whose text has ended; `()` in it means the
+    whole document has.
+    """
+
+    value: Any
+    complete: frozenset[Path] = field(default_factory=frozenset)
+
+    @property
+    def done(self) -> bool:
+        """Whether the root value has been read to its end."""
+        return () in self.complete
+
+
+class _Stop(Exception):
+    """The text ended (or stopped being JSON) inside a value."""
+
+
+class _Reader:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.complete: set[Path] = set()
+
+    def skip(self) -> None:
+        text, pos = self.text, self.pos
+        while pos < len(text) and text[pos] in _WS:
+            pos += 1
+        self.pos = pos
+        if pos >= len(text):
+            raise _Stop
+
+    def value(self, path: Path, holder: list[Any]) -> None:
+        """Read one value; put what is shown so far in `holder[0]` (even if it then stops)."""
+        self.skip()
+        char = self.text[self.pos]
+        if char == "{":
+            self.obj(path, holder)
+        elif char == "[":
+            self.array(path, holder)
+        elif char == '"':
+            try:
+                holder[0] = self.string()
+            except _PartialString as cut:
+                holder[0] = cut.shown  # an unfinished string value is shown as it grows
+                raise _Stop from None
+        else:
+            holder[0] = self.scalar()
+        self.complete.add(path)
+
+    def obj(self, path: Path, holder: list[Any]) -> None:
+        out: dict[str, Any] = {}
+        holder[0] = out
+        self.pos += 1
+        self.skip()
+        if self.text[self.pos] == "}":
+            self.pos += 1
+            return
+        while True:
+            self.skip()
+            if self.text[self.pos] != '"':
+                raise _Stop
+            key = self.string()  # an unfinished key stops here: nothing is shown for it
+            self.skip()
+            if self.text[self.pos] != ":":
+                raise _Stop
+            self.pos += 1
+            slot: list[Any] = [MISSING]
+            try:
+                self.value((*path, key), slot)
+            finally:
+                if slot[0] is not MISSING:
+                    out[key] = slot[0]
+            self.skip()
+            char = self.text[self.pos]
+            self.pos += 1
+            if char == "}":
+                return
+            if char != ",":
+                raise _Stop
+
+    def array(self, path: Path, holder: list[Any]) -> None:
+        out: list[Any] = []
+        holder[0] = out
+        self.pos += 1
+        self.skip()
+        if self.text[self.pos] == "]":
+            self.pos += 1
+            return
+        while True:
+            slot: list[Any] = [MISSING]
+            try:
+                self.value((*path, len(out)), slot)
+            finally:
+                if slot[0] is not MISSING:
+                    out.append(slot[0])
+            self.skip()
+            char = self.text[self.pos]
+            self.pos += 1
+            if char == "]":
+                return
+            if char != ",":
+                raise _Stop
+
+    def string(self) -> str:
+        """A whole string, or raise `_PartialString` with what the text holds of it."""
+        start = self.pos
+        match = _STRING_BODY.match(self.text, start + 1)
+        end = match.end() if match else start + 1
+        if end < len(self.text) and self.text[end] == '"':
+            self.pos = end + 1
+            return str(_decoder.decode(self.text[start : end + 1]))
+        self.pos = len(self.text)
+        raise _PartialString(_grown(self.text[start + 1 : end]))
+
+    def scalar(self) -> Any:
+        text, pos = self.text, self.pos
+        match = _NUMBER.match(text, pos)
+        if match:
+            end = match.end()
+            if end >= len(text) or text[end] not in _NUMBER_ENDS:
+                raise _Stop  # the number may go on (or is not JSON): not shown
+            self.pos = end
+            return _decoder.decode(match.group())
+        for word, value in _LITERALS:
+            if text.startswith(word, pos):
+                self.pos = pos + len(word)
+                return value
+        raise _Stop
+
+
+class _PartialString(_Stop):
+    """The text ended inside a string; `shown` is its content so far."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__()
+        self.shown = shown
+
+
+def _escape_starts(text: str, index: int) -> bool:
+    """Whether the backslash at `index` begins an escape (an even run of backslashes before it)."""
+    run = 0
+    while index - run - 1 >= 0 and text[index - run - 1] == "\\":
+        run += 1
+    return run % 2 == 0
+
+
+def _grown(raw: str) -> str:
+    """Decode an unfinished string body, leaving out a trailing escape that is not whole.
+
+    A `\\uXXXX` high surrogate at the end waits for its pair, which would change it.
+    """
+    tail = re.search(r"\\u[0-9a-fA-F]{0,3}$", raw)
+    if tail and _escape_starts(raw, tail.start()):
+        raw = raw[: tail.start()]
+    high = re.search(r"\\u[dD][89abAB][0-9a-fA-F]{2}$", raw)
+    if high and _escape_starts(raw, high.start()):
+        raw = raw[: high.start()]
+    try:
+        return str(_decoder.decode(f'"{raw}"'))
+    except ValueError:
+        return ""
+
+
+def read_partial(text: str, *, start: int = 0) -> PartialJSON:
+    """Read the JSON value that begins at `start` in `text` as far as the text goes."""
+    reader = _Reader(text)
+    reader.pos = start
+    root: list[Any] = [MISSING]
+    with contextlib.suppress(_Stop):
+        reader.value((), root)
+    return PartialJSON(root[0], frozenset(reader.complete))
+
+
+def first_object(text: str) -> int:
+    """Where the answer's JSON object starts (prose or a code fence may come first); -1 if none."""
+    return text.find("{")
+
+
+# --- previews: partial instances ----------------------------------------------------------
+
+
+class Preview:
+    """Turns partial JSON data into a partial value of the target, without inventing fields.
+
+    For a Pydantic model the preview is `Model.model_construct(...)`: no validation of
+    the whole (required fields may be absent), fields that have not arrived read `None`,
+    and `model_fields_set` names the fields that have. Each arrived field is checked on
+    its own against its annotation, so a preview never holds a value of the wrong type: a
+    nested model becomes a (partial) instance, a date appears once its text is a date, a
+    string constrained by a pattern appears once it matches. A generated "all fields
+    optional" model would do the same work but change the class users see, and costs a
+    model build per target; `model_construct` keeps `isinstance(preview, Model)` true.
+
+    A `list[Model]` previews as the list so far; a JSON Schema dict target as the data.
+    """
+
+    def __init__(self, target: Any, wrap_key: str | None) -> None:
+        self.target = target
+        self.wrap_key = wrap_key
+
+    def __call__(self, data: Any) -> Any:
+        """The preview of the data so far, or `MISSING` when there is nothing to show."""
+        if self.wrap_key is not None:
+            if not isinstance(data, dict) or self.wrap_key not in data:
+                return MISSING
+            data = data[self.wrap_key]
+        if data is MISSING:
+            return MISSING
+        if isinstance(self.target, Mapping):
+            return data
+        return _preview(self.target, data)
+
+
+_adapters: dict[Any, pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(key: Any, annotation: Any) -> pydantic.TypeAdapter[Any]:
+    adapter = _adapters.get(key)
+    if adapter is None:
+        adapter = pydantic.TypeAdapter(annotation)
+        if len(_adapters) < 4096:
+            _adapters[key] = adapter
+    return adapter
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+def _preview(tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
+    """A preview of `data` as type `tp`, or `MISSING` when it cannot be one (yet).
+
+    Types that hold a model are walked, so nested records preview partially; any other
+    type is validated as it is, through a cached `TypeAdapter`.
+    """
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        inner, *extra = typing.get_args(tp)
+        return _preview(inner, data, (*metadata, *extra))
+    if _is_model(tp):
+        return _model(tp, data) if isinstance(data, dict) else MISSING
+    if origin is list and isinstance(data, list) and _holds_model(tp):
+        (item,) = typing.get_args(tp)
+        shown = [_preview(item, value) for value in data]
+        return [value for value in shown if value is not MISSING]
+    if origin in (typing.Union, types.UnionType) and _holds_model(tp):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if data is None:
+                    return None
+                continue
+            value = _preview(arg, data)
+            if value is not MISSING:
+                return value
+        return MISSING
+    annotation = _annotated(tp, metadata) if metadata else tp
+    try:
+        adapter = _adapter((tp, metadata), annotation)
+    except TypeError:  # an unhashable annotation: no cache
+        adapter = pydantic.TypeAdapter(annotation)
+    try:
+        return adapter.validate_python(data)
+    except pydantic.ValidationError:
+        return MISSING
+
+
+def _annotated(tp: Any, metadata: tuple[Any, ...]) -> Any:
+    annotated: Any = typing.Annotated
+    key = (tp, *metadata)
+    return annotated[key]
+
+
+def _holds_model(tp: Any) -> bool:
+    return _is_model(tp) or any(_holds_model(arg) for arg in typing.get_args(tp))
+
+
+def _model(cls: type[pydantic.BaseModel], data: dict[str, Any]) -> pydantic.BaseModel:
+    values: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        key = info.alias if info.alias and info.alias in data else name
+        if key not in data:
+            continue
+        annotation = info.annotation
+        if info.metadata:
+            annotation = _annotated(annotation, tuple(info.metadata))
+        shown = _preview(annotation, data[key])
+        if shown is not MISSING:
+            values[name] = shown
+    every = {name: values.get(name) for name in cls.model_fields}
+    return cls.model_construct(_fields_set=set(values), **every)
