@@ -15,7 +15,14 @@ their errors, transport failures retried with backoff.
     contact = Contact.extract("Reach Ann Lee at ann@example.com")
 """
 
-from extractor.api import aextract, default_client, extract, extractable
+from extractor.api import (
+    aextract,
+    aextract_stream,
+    default_client,
+    extract,
+    extract_stream,
+    extractable,
+)
 from extractor.client import Client
 from extractor.errors import (
     APIConnectionError,
@@ -37,6 +44,7 @@ from extractor.providers import MODES, PROVIDERS
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy
 from extractor.schema import DIALECTS, CompiledSchema, compile_schema
+from extractor.stream import AsyncExtractionStream, ExtractionStream
 
 __version__ = "0.1.0"
 
@@ -48,6 +56,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncExtractionStream",
     "Attempt",
     "AttemptError",
     "Client",
@@ -55,6 +64,7 @@ __all__ = [
     "ConfigurationError",
     "ErrorDetail",
     "Extraction",
+    "ExtractionStream",
     "ExtractorError",
     "InvalidAnswer",
     "ParameterError",
@@ -66,8 +76,10 @@ __all__ = [
     "Usage",
     "__version__",
     "aextract",
+    "aextract_stream",
     "compile_schema",
     "default_client",
     "extract",
+    "extract_stream",
     "extractable",
 ]

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from extractor.client import Client, _check_mode, _check_retries
 from extractor.params import check_params
 from extractor.result import Extraction
 
-__all__ = ["aextract", "default_client", "extract", "extractable"]
+if TYPE_CHECKING:
+    from extractor.stream import AsyncExtractionStream, ExtractionStream
+
+__all__ = [
+    "aextract",
+    "aextract_stream",
+    "default_client",
+    "extract",
+    "extract_stream",
+    "extractable",
+]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -53,6 +63,16 @@ async def aextract(target: Any, document: str, **options: Any) -> Any:
     return await default_client().aextract(target, document, **options)
 
 
+def extract_stream(target: Any, document: str, **options: Any) -> ExtractionStream[Any]:
+    """Partial records while the answer streams in, then the record (see `Client.stream`)."""
+    return default_client().stream(target, document, **options)
+
+
+def aextract_stream(target: Any, document: str, **options: Any) -> AsyncExtractionStream[Any]:
+    """The async form of `extract_stream`: `async for partial in aextract_stream(...)`."""
+    return default_client().astream(target, document, **options)
+
+
 def _check_options(options: dict[str, Any]) -> None:
     if "mode" in options:
         _check_mode(options["mode"])
@@ -67,6 +87,9 @@ def extractable(cls: C, /) -> C: ...
 def extractable(cls: None = None, /, **options: Any) -> Callable[[C], C]: ...
 def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]:
     """Give a model class `extract`, `aextract`, `extract_result` and `aextract_result`.
+
+    It also gains `stream` / `astream` (partial instances, then the record) and
+    `stream_items` / `astream_items` (a `list` of the class, each item once complete).
 
     Works bare (`@extractable`) or with defaults (`@extractable(model=..., max_retries=2,
     temperature=0)`); every default can be overridden per call. Options are checked here,
@@ -92,11 +115,29 @@ def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]
         async def aextract_result(klass: type[T], document: str, **overrides: Any) -> Extraction[T]:
             return await default_client().aextract_result(klass, document, **merged(overrides))
 
+        def stream(klass: type[T], document: str, **overrides: Any) -> ExtractionStream[T]:
+            return default_client().stream(klass, document, **merged(overrides))
+
+        def astream(klass: type[T], document: str, **overrides: Any) -> AsyncExtractionStream[T]:
+            return default_client().astream(klass, document, **merged(overrides))
+
+        def stream_items(klass: type[T], document: str, **overrides: Any) -> ExtractionStream[T]:
+            return default_client().stream_items(list[klass], document, **merged(overrides))  # type: ignore[valid-type]
+
+        def astream_items(
+            klass: type[T], document: str, **overrides: Any
+        ) -> AsyncExtractionStream[T]:
+            return default_client().astream_items(list[klass], document, **merged(overrides))  # type: ignore[valid-type]
+
         methods: tuple[tuple[str, Callable[..., Any]], ...] = (
             ("extract", extract_),
             ("extract_result", extract_result),
             ("aextract", aextract_),
             ("aextract_result", aextract_result),
+            ("stream", stream),
+            ("astream", astream),
+            ("stream_items", stream_items),
+            ("astream_items", astream_items),
         )
         for name, function in methods:
             function.__name__ = name
