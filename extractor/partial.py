@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import pydantic
 
-__all__ = ["MISSING", "PartialJSON", "Preview", "read_partial"]
+__all__ = ["MISSING", "PartialJSON", "PartialReader", "Preview", "read_partial"]
 
 Path = tuple[str | int, ...]
 
@@ -63,16 +63,22 @@ class PartialJSON:
         """Whether the root value has been read to its end."""
         return () in self.complete
 
+    def is_complete(self, path: Path) -> bool:
+        """Whether the value at `path` has been read to its end (it, or a container of it)."""
+        return any(path[:depth] in self.complete for depth in range(len(path) + 1))
+
 
 class _Stop(Exception):
     """The text ended (or stopped being JSON) inside a value."""
 
 
 class _Reader:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, cache: dict[int, tuple[Any, int]]) -> None:
         self.text = text
         self.pos = 0
         self.complete: set[Path] = set()
+        #: Values already read to their end, by start offset: (value, end offset).
+        self.cache = cache
 
     def skip(self) -> None:
         text, pos = self.text, self.pos
@@ -85,7 +91,13 @@ class _Reader:
     def value(self, path: Path, holder: list[Any]) -> None:
         """Read one value; put what is shown so far in `holder[0]` (even if it then stops)."""
         self.skip()
-        char = self.text[self.pos]
+        start = self.pos
+        known = self.cache.get(start)
+        if known is not None:  # complete last time, so the same now: the text only grows
+            holder[0], self.pos = known
+            self.complete.add(path)
+            return
+        char = self.text[start]
         if char == "{":
             self.obj(path, holder)
         elif char == "[":
@@ -99,6 +111,7 @@ class _Reader:
         else:
             holder[0] = self.scalar()
         self.complete.add(path)
+        self.cache[start] = (holder[0], self.pos)
 
     def obj(self, path: Path, holder: list[Any]) -> None:
         out: dict[str, Any] = {}
@@ -216,20 +229,32 @@ def _grown(raw: str) -> str:
 
 def read_partial(text: str, *, start: int = 0) -> PartialJSON:
     """Read the JSON value that begins at `start` in `text` as far as the text goes."""
-    reader = _Reader(text)
-    reader.pos = start
-    root: list[Any] = [MISSING]
-    with contextlib.suppress(_Stop):
-        reader.value((), root)
-    return PartialJSON(root[0], frozenset(reader.complete))
+    return PartialReader().read(text, start=start)
 
 
-def first_object(text: str) -> int:
-    """Where the answer's JSON object starts (prose or a code fence may come first); -1 if none."""
-    return text.find("{")
+class PartialReader:
+    """`read_partial` for a text that grows: what was complete last time is not read again.
 
+    Each complete value is remembered by where it starts, so reading after every delta
+    costs about the unfinished part rather than the whole answer. Values it returns are
+    shared between readings and must not be mutated.
+    """
 
-# --- previews: partial instances ----------------------------------------------------------
+    def __init__(self) -> None:
+        self._text = ""
+        self._cache: dict[int, tuple[Any, int]] = {}
+
+    def read(self, text: str, *, start: int = 0) -> PartialJSON:
+        """Read the value at `start`; a text that does not extend the last one starts afresh."""
+        if not text.startswith(self._text):
+            self._cache = {}
+        self._text = text
+        reader = _Reader(text, self._cache)
+        reader.pos = start
+        root: list[Any] = [MISSING]
+        with contextlib.suppress(_Stop):
+            reader.value((), root)
+        return PartialJSON(root[0], frozenset(reader.complete))
 
 
 class Preview:
@@ -245,11 +270,17 @@ class Preview:
     model build per target; `model_construct` keeps `isinstance(preview, Model)` true.
 
     A `list[Model]` previews as the list so far; a JSON Schema dict target as the data.
+
+    Fed the values of one `PartialReader`, it reuses the preview of every container the
+    reader reused (the same object is the same complete value), so a long list is not
+    previewed again item by item after each delta.
     """
 
     def __init__(self, target: Any, wrap_key: str | None) -> None:
         self.target = target
         self.wrap_key = wrap_key
+        self._memo: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._next: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
     def __call__(self, data: Any) -> Any:
         """The preview of the data so far, or `MISSING` when there is nothing to show."""
@@ -261,7 +292,25 @@ class Preview:
             return MISSING
         if isinstance(self.target, Mapping):
             return data
-        return _preview(self.target, data)
+        self._next = {}
+        try:
+            return self._preview(self.target, data)
+        finally:
+            # keep only what this reading used: a memo of every past reading would grow
+            self._memo, self._next = self._next, {}
+
+    def _preview(self, tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
+        if not isinstance(data, (dict, list)):
+            return _preview(self, tp, data, metadata)
+        try:
+            key = (id(data), tp, metadata)
+            hit = self._memo.get(key)
+        except TypeError:  # an unhashable annotation: no memo
+            return _preview(self, tp, data, metadata)
+        if hit is None or hit[0] is not data:
+            hit = (data, _preview(self, tp, data, metadata))
+        self._next[key] = hit  # holding `data` keeps its id from being reused meanwhile
+        return hit[1]
 
 
 _adapters: dict[Any, pydantic.TypeAdapter[Any]] = {}
@@ -280,7 +329,7 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
 
 
-def _preview(tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
+def _preview(preview: Preview, tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
     """A preview of `data` as type `tp`, or `MISSING` when it cannot be one (yet).
 
     Types that hold a model are walked, so nested records preview partially; any other
@@ -289,12 +338,12 @@ def _preview(tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         inner, *extra = typing.get_args(tp)
-        return _preview(inner, data, (*metadata, *extra))
+        return preview._preview(inner, data, (*metadata, *extra))
     if _is_model(tp):
-        return _model(tp, data) if isinstance(data, dict) else MISSING
+        return _model(preview, tp, data) if isinstance(data, dict) else MISSING
     if origin is list and isinstance(data, list) and _holds_model(tp):
         (item,) = typing.get_args(tp)
-        shown = [_preview(item, value) for value in data]
+        shown = [preview._preview(item, value) for value in data]
         return [value for value in shown if value is not MISSING]
     if origin in (typing.Union, types.UnionType) and _holds_model(tp):
         for arg in typing.get_args(tp):
@@ -302,7 +351,7 @@ def _preview(tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
                 if data is None:
                     return None
                 continue
-            value = _preview(arg, data)
+            value = preview._preview(arg, data)
             if value is not MISSING:
                 return value
         return MISSING
@@ -327,7 +376,9 @@ def _holds_model(tp: Any) -> bool:
     return _is_model(tp) or any(_holds_model(arg) for arg in typing.get_args(tp))
 
 
-def _model(cls: type[pydantic.BaseModel], data: dict[str, Any]) -> pydantic.BaseModel:
+def _model(
+    preview: Preview, cls: type[pydantic.BaseModel], data: dict[str, Any]
+) -> pydantic.BaseModel:
     values: dict[str, Any] = {}
     for name, info in cls.model_fields.items():
         key = info.alias if info.alias and info.alias in data else name
@@ -336,7 +387,7 @@ def _model(cls: type[pydantic.BaseModel], data: dict[str, Any]) -> pydantic.Base
         annotation = info.annotation
         if info.metadata:
             annotation = _annotated(annotation, tuple(info.metadata))
-        shown = _preview(annotation, data[key])
+        shown = preview._preview(annotation, data[key])
         if shown is not MISSING:
             values[name] = shown
     every = {name: values.get(name) for name in cls.model_fields}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from extractor.errors import APIConnectionError, APIError, APIStatusError, InvalidAnswer
-from extractor.partial import MISSING, Preview, read_partial
+from extractor.partial import MISSING, PartialReader, Preview
 
 if TYPE_CHECKING:
     import httpx
@@ -228,17 +228,21 @@ class _Previews:
     """Partial values of the target, each one different from the one before."""
 
     def __init__(self, target: Any, schema: CompiledSchema[Any]) -> None:
-        self._preview = Preview(target, schema.wrap_key)
-        self._last: Any = MISSING
+        self._target = target
+        self._wrap_key = schema.wrap_key
+        self.restart()
 
     def restart(self) -> None:
-        self._last = MISSING  # a reask is a fresh stream: its previews start over
+        # a reask is a fresh stream: its previews start over
+        self._reader = PartialReader()
+        self._preview = Preview(self._target, self._wrap_key)
+        self._last: Any = MISSING
 
     def update(self, text: str) -> list[Any]:
         start = text.find("{")  # the wire root is an object; prose or a fence may precede it
         if start < 0:
             return []
-        shown = self._preview(read_partial(text, start=start).value)
+        shown = self._preview(self._reader.read(text, start=start).value)
         if shown is MISSING or (type(shown) is type(self._last) and shown == self._last):
             return []
         self._last = shown
@@ -261,6 +265,7 @@ class _Items:
         self._seen = 0
         self._earlier: Counter[str] = Counter()  # yielded by earlier attempts, not matched yet
         self._yielded: Counter[str] = Counter()
+        self._reader = PartialReader()
 
     def _identity(self, value: Any) -> str:
         return json.dumps(self._item.dump(value), sort_keys=True, default=str)
@@ -268,16 +273,17 @@ class _Items:
     def restart(self) -> None:
         self._seen = 0
         self._earlier = Counter(self._yielded)
+        self._reader = PartialReader()
 
     def update(self, text: str) -> list[Any]:
         start = text.find("{")
         if start < 0:
             return []
-        partial = read_partial(text, start=start)
+        partial = self._reader.read(text, start=start)
         items = partial.value.get(self._key) if isinstance(partial.value, dict) else None
         out = []
         while isinstance(items, list) and self._seen < len(items):
-            if (self._key, self._seen) not in partial.complete:
+            if not partial.is_complete((self._key, self._seen)):
                 break
             raw = items[self._seen]
             self._seen += 1

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from extractor.partial import MISSING, Preview, read_partial
+from extractor.partial import MISSING, PartialReader, Preview, read_partial
 from extractor.stream import SSEDecoder, SSEEvent
 
 scalars = (
@@ -78,6 +78,28 @@ def test_every_prefix_reads_consistently_with_the_final_value(value: Any, style:
     whole = read_partial(text + " ")  # a number at the very end may go on: a space ends it
     assert whole.done
     assert whole.value == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(values, st.integers(0, 2), st.data())
+def test_reading_a_growing_text_again_equals_reading_it_afresh(
+    value: Any, style: int, data: st.DataObject
+):
+    text = serialise(value, style)
+    ends = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=12)))
+    reader = PartialReader()
+    for end in ends:
+        again, afresh = reader.read(text[:end]), read_partial(text[:end])
+        assert again.value == afresh.value
+        assert {p for p in afresh.complete if again.is_complete(p)} == afresh.complete
+        assert all(afresh.is_complete(p) for p in again.complete)
+    assert reader.read(text + " ").value == value  # the cache is not lost at the end
+
+
+def test_a_text_that_does_not_grow_is_read_afresh():
+    reader = PartialReader()
+    assert reader.read('{"a": [1, 2], "b": 3}').value == {"a": [1, 2], "b": 3}
+    assert reader.read('{"a": [5], "c": 4}').value == {"a": [5], "c": 4}
 
 
 @settings(max_examples=200, deadline=None)
