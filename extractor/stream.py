@@ -22,7 +22,7 @@ import codecs
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -334,14 +334,29 @@ class ExtractionStream(_Run, Generic[T]):
     Partial values are not validated (see `extractor.partial.Preview`); the last value
     yielded is the validated record, and `result` then holds the `Extraction` with its
     usage and attempts. An invalid final answer is re-asked as a fresh stream, so
-    partial values may start over. Iterate once.
+    partial values may start over. Iterate once; to stop early, `close()` it (or use it
+    as a context manager) so its connection goes back to the pool at once.
     """
+
+    _iterator: Generator[Any, None, None] | None = None
 
     def __iter__(self) -> Iterator[T]:
         self._start()
-        return self._run()
+        self._iterator = self._run()
+        return self._iterator
 
-    def _run(self) -> Iterator[Any]:
+    def close(self) -> None:
+        """Stop early: close the response under the stream (iterating to the end does it too)."""
+        if self._iterator is not None:
+            self._iterator.close()
+
+    def __enter__(self) -> ExtractionStream[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> Generator[Any, None, None]:
         from extractor.client import _conversation, _local
 
         plan = self._plan
@@ -386,11 +401,25 @@ class ExtractionStream(_Run, Generic[T]):
 class AsyncExtractionStream(_Run, Generic[T]):
     """The async form of `ExtractionStream`: `async for` over it."""
 
+    _iterator: AsyncGenerator[Any, None] | None = None
+
     def __aiter__(self) -> AsyncIterator[T]:
         self._start()
-        return self._run()
+        self._iterator = self._run()
+        return self._iterator
 
-    async def _run(self) -> AsyncIterator[Any]:
+    async def aclose(self) -> None:
+        """Stop early: close the response under the stream."""
+        if self._iterator is not None:
+            await self._iterator.aclose()
+
+    async def __aenter__(self) -> AsyncExtractionStream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _run(self) -> AsyncGenerator[Any, None]:
         import asyncio
 
         from extractor.client import _conversation, _local, _log_retry

@@ -688,6 +688,15 @@ def _sse_chunks(stream: Stream, request: RecordedRequest, ids: Callable[[], int]
     return events
 
 
+def _released(hold: threading.Event, timeout: float, stopping: threading.Event) -> bool:
+    """Wait for `hold`; False if it timed out or the server began stopping meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not hold.wait(min(0.05, max(deadline - time.monotonic(), 0.0))):
+        if stopping.is_set() or time.monotonic() >= deadline:
+            return False
+    return not stopping.is_set()
+
+
 def _serve_stream(handler: _Handler, stream: Stream, request: RecordedRequest) -> None:
     """Write a streamed answer as chunked server-sent events, one HTTP chunk per event."""
     chat = handler._chat
@@ -715,7 +724,7 @@ def _serve_stream(handler: _Handler, stream: Stream, request: RecordedRequest) -
                     return
                 continue
             if isinstance(event, threading.Event):
-                if not event.wait(stream.hold_timeout) or chat._stopping.is_set():
+                if not _released(event, stream.hold_timeout, chat._stopping):
                     handler._drop()
                     return
                 continue

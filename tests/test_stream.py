@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -355,12 +356,34 @@ def test_a_stream_iterates_once(make_client, server: ChatServer):
 
 
 def test_stopping_early_closes_the_response(make_client, server: ChatServer):
-    server.script(streamed("json_schema", RECORD, chunk_size=1), streamed("json_schema", RECORD))
+    hold = threading.Event()  # never set: the server would wait out hold_timeout
+    server.script(streamed("json_schema", RECORD, hold=hold), streamed("json_schema", RECORD))
     client = make_client()
-    for _ in client.stream(Contact, TEXT, mode="json_schema"):
-        break
-    # the pool is not left holding a half-read stream: the next call works
+    start = time.monotonic()
+    with client.stream(Contact, TEXT, mode="json_schema") as stream:
+        for _ in stream:
+            break
+    # the half-read response was closed, not drained: no waiting for the held end
+    assert time.monotonic() - start < 2
     assert list(client.stream(Contact, TEXT, mode="json_schema"))[-1] == Contact(**RECORD)
+
+
+def test_stopping_an_async_stream_early(make_client, server: ChatServer):
+    server.script(streamed("json_schema", RECORD, hold=threading.Event()))
+    client = make_client()
+
+    async def run() -> list[Contact]:
+        got = []
+        async with client.astream(Contact, TEXT, mode="json_schema") as stream:
+            async for value in stream:
+                got.append(value)
+                break
+        await client.aclose()
+        return got
+
+    start = time.monotonic()
+    assert len(asyncio.run(run())) == 1
+    assert time.monotonic() - start < 2
 
 
 def test_key_is_masked_in_a_mid_stream_error(make_client, server: ChatServer):
