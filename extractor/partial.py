@@ -5,7 +5,8 @@ holds. Nothing is invented: a key appears only once its value has started, an
 unfinished string is shown as far as it goes (it will only grow), an unfinished number
 or literal is left out (`12` may become `125`, `t` may become anything), and containers
 hold only what has arrived. It also reports which values are complete, so a list's
-items can be handed out one at a time.
+items can be handed out one at a time. `PartialReader` does the same for a text that
+keeps growing, reading only what is new each time.
 
 `Preview` turns that data into an instance of the target without requiring the fields
 that have not arrived: see its docstring for what a partial instance looks like.
@@ -14,12 +15,13 @@ that have not arrived: see its docstring for what a partial instance looks like.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic
@@ -50,22 +52,24 @@ _decoder = json.JSONDecoder(strict=False)
 class PartialJSON:
     """What a prefix of a JSON document already says.
 
-    `value` is `MISSING` when no value has started. `complete` holds the path (keys and
-    indices from the root) of every value whose text has ended; `()` in it means the
-    whole document has.
+    `value` is `MISSING` when no value has started. Text is read in order, so the values
+    still being written form one chain from the root down; `open` is the path (keys and
+    indices) of the innermost of them, or None when the whole value has been read.
     """
 
     value: Any
-    complete: frozenset[Path] = field(default_factory=frozenset)
+    open: Path | None = ()
 
     @property
     def done(self) -> bool:
         """Whether the root value has been read to its end."""
-        return () in self.complete
+        return self.open is None and self.value is not MISSING
 
     def is_complete(self, path: Path) -> bool:
-        """Whether the value at `path` has been read to its end (it, or a container of it)."""
-        return any(path[:depth] in self.complete for depth in range(len(path) + 1))
+        """Whether the value shown at `path` has been read to its end (it will not change)."""
+        if self.value is MISSING:
+            return False
+        return self.open is None or self.open[: len(path)] != path
 
 
 class _Stop(Exception):
@@ -73,12 +77,22 @@ class _Stop(Exception):
 
 
 class _Reader:
-    def __init__(self, text: str, cache: dict[int, tuple[Any, int]]) -> None:
+    """One reading of the text; `cache` and `resume` carry over from the last reading."""
+
+    def __init__(
+        self,
+        text: str,
+        cache: dict[int, tuple[Any, int]],
+        resume: dict[int, tuple[Any, int, int]],
+    ) -> None:
         self.text = text
         self.pos = 0
-        self.complete: set[Path] = set()
-        #: Values already read to their end, by start offset: (value, end offset).
+        self.open: Path | None = None
+        #: Values read to their end, by start offset: (value, end offset).
         self.cache = cache
+        #: Containers still open, by start offset: (container, members read, where the next
+        #: member starts), so the next reading goes on from there.
+        self.resume = resume
 
     def skip(self) -> None:
         text, pos = self.text, self.pos
@@ -90,18 +104,25 @@ class _Reader:
 
     def value(self, path: Path, holder: list[Any]) -> None:
         """Read one value; put what is shown so far in `holder[0]` (even if it then stops)."""
+        try:
+            self._value(path, holder)
+        except _Stop:
+            if self.open is None:  # the innermost value still open is the first to know
+                self.open = path
+            raise
+
+    def _value(self, path: Path, holder: list[Any]) -> None:
         self.skip()
         start = self.pos
         known = self.cache.get(start)
         if known is not None:  # complete last time, so the same now: the text only grows
             holder[0], self.pos = known
-            self.complete.add(path)
             return
         char = self.text[start]
         if char == "{":
-            self.obj(path, holder)
+            self.obj(path, holder, start)
         elif char == "[":
-            self.array(path, holder)
+            self.array(path, holder, start)
         elif char == '"':
             try:
                 holder[0] = self.string()
@@ -110,17 +131,24 @@ class _Reader:
                 raise _Stop from None
         else:
             holder[0] = self.scalar()
-        self.complete.add(path)
         self.cache[start] = (holder[0], self.pos)
+        self.resume.pop(start, None)
 
-    def obj(self, path: Path, holder: list[Any]) -> None:
-        out: dict[str, Any] = {}
+    def obj(self, path: Path, holder: list[Any], start: int) -> None:
+        saved = self.resume.get(start)
+        if saved is not None:
+            before, count, self.pos = saved
+            out: dict[str, Any] = dict(itertools.islice(before.items(), count))
+        else:
+            out = {}
+            holder[0] = out
+            self.pos = start + 1
+            self.skip()
+            if self.text[self.pos] == "}":
+                self.pos += 1
+                return
         holder[0] = out
-        self.pos += 1
-        self.skip()
-        if self.text[self.pos] == "}":
-            self.pos += 1
-            return
+        resumable = True
         while True:
             self.skip()
             if self.text[self.pos] != '"':
@@ -130,6 +158,9 @@ class _Reader:
             if self.text[self.pos] != ":":
                 raise _Stop
             self.pos += 1
+            if key in out:  # a repeated key overwrites: members can no longer be counted
+                resumable = False
+                self.resume.pop(start, None)
             slot: list[Any] = [MISSING]
             try:
                 self.value((*path, key), slot)
@@ -143,15 +174,23 @@ class _Reader:
                 return
             if char != ",":
                 raise _Stop
+            if resumable:
+                self.resume[start] = (out, len(out), self.pos)
 
-    def array(self, path: Path, holder: list[Any]) -> None:
-        out: list[Any] = []
+    def array(self, path: Path, holder: list[Any], start: int) -> None:
+        saved = self.resume.get(start)
+        if saved is not None:
+            before, count, self.pos = saved
+            out: list[Any] = before[:count]
+        else:
+            out = []
+            holder[0] = out
+            self.pos = start + 1
+            self.skip()
+            if self.text[self.pos] == "]":
+                self.pos += 1
+                return
         holder[0] = out
-        self.pos += 1
-        self.skip()
-        if self.text[self.pos] == "]":
-            self.pos += 1
-            return
         while True:
             slot: list[Any] = [MISSING]
             try:
@@ -166,6 +205,7 @@ class _Reader:
                 return
             if char != ",":
                 raise _Stop
+            self.resume[start] = (out, len(out), self.pos)
 
     def string(self) -> str:
         """A whole string, or raise `_PartialString` with what the text holds of it."""
@@ -243,18 +283,19 @@ class PartialReader:
     def __init__(self) -> None:
         self._text = ""
         self._cache: dict[int, tuple[Any, int]] = {}
+        self._resume: dict[int, tuple[Any, int, int]] = {}
 
     def read(self, text: str, *, start: int = 0) -> PartialJSON:
         """Read the value at `start`; a text that does not extend the last one starts afresh."""
         if not text.startswith(self._text):
-            self._cache = {}
+            self._cache, self._resume = {}, {}
         self._text = text
-        reader = _Reader(text, self._cache)
+        reader = _Reader(text, self._cache, self._resume)
         reader.pos = start
         root: list[Any] = [MISSING]
         with contextlib.suppress(_Stop):
             reader.value((), root)
-        return PartialJSON(root[0], frozenset(reader.complete))
+        return PartialJSON(root[0], reader.open)
 
 
 class Preview:
@@ -279,8 +320,8 @@ class Preview:
     def __init__(self, target: Any, wrap_key: str | None) -> None:
         self.target = target
         self.wrap_key = wrap_key
-        self._memo: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-        self._next: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._memo: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._next: dict[tuple[int, int], tuple[Any, Any]] = {}
 
     def __call__(self, data: Any) -> Any:
         """The preview of the data so far, or `MISSING` when there is nothing to show."""
@@ -302,14 +343,13 @@ class Preview:
     def _preview(self, tp: Any, data: Any, metadata: tuple[Any, ...] = ()) -> Any:
         if not isinstance(data, (dict, list)):
             return _preview(self, tp, data, metadata)
-        try:
-            key = (id(data), tp, metadata)
-            hit = self._memo.get(key)
-        except TypeError:  # an unhashable annotation: no memo
-            return _preview(self, tp, data, metadata)
+        # one JSON position always meets the same annotation, so the pair of identities is
+        # a key; holding `data` in the entry keeps its id from being reused meanwhile
+        key = (id(data), id(tp))
+        hit = self._memo.get(key)
         if hit is None or hit[0] is not data:
             hit = (data, _preview(self, tp, data, metadata))
-        self._next[key] = hit  # holding `data` keeps its id from being reused meanwhile
+        self._next[key] = hit
         return hit[1]
 
 

@@ -115,8 +115,8 @@ class ChunkAssembler:
         self.mode = mode
         self.text = ""
         self.done = False
-        self._content: list[str] = []
-        self._refusal: list[str] = []
+        self._content = ""
+        self._refusal = ""
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
@@ -163,20 +163,20 @@ class ChunkAssembler:
 
             content = _join_parts(content)
         if isinstance(content, str):
-            self._content.append(content)
+            self._content += content
         if isinstance(delta.get("refusal"), str):
-            self._refusal.append(delta["refusal"])
+            self._refusal += delta["refusal"]
         for position, call in enumerate(delta.get("tool_calls") or ()):
             if not isinstance(call, dict):
                 continue
             index = call.get("index", position)
-            slot = self._calls.setdefault(index, {"id": None, "name": "", "arguments": []})
+            slot = self._calls.setdefault(index, {"id": None, "name": "", "arguments": ""})
             slot["id"] = slot["id"] or call.get("id")
             function = call.get("function") or {}
             if function.get("name") and not slot["name"]:
                 slot["name"] = function["name"]
             if isinstance(function.get("arguments"), str):
-                slot["arguments"].append(function["arguments"])
+                slot["arguments"] += function["arguments"]
         reason = choice.get("finish_reason")
         if reason == "error":
             raise APIStatusError(
@@ -187,8 +187,8 @@ class ChunkAssembler:
 
     def _answer(self) -> str:
         if self.mode == "tools" and self._calls:
-            return "".join(self._calls[min(self._calls)]["arguments"])
-        return "".join(self._content)
+            return str(self._calls[min(self._calls)]["arguments"])
+        return self._content
 
     def payload(self) -> dict[str, Any]:
         """The whole answer as a `chat.completion` object, for `modes.decode`.
@@ -200,15 +200,15 @@ class ChunkAssembler:
             raise APIConnectionError(
                 "the stream ended before the answer was finished (no finish_reason, no [DONE])"
             )
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._content) or None}
+        message: dict[str, Any] = {"role": "assistant", "content": self._content or None}
         if self._refusal:
-            message["refusal"] = "".join(self._refusal)
+            message["refusal"] = self._refusal
         if self._calls:
             message["tool_calls"] = [
                 {
                     "id": call["id"],
                     "type": "function",
-                    "function": {"name": call["name"], "arguments": "".join(call["arguments"])},
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
                 }
                 for _, call in sorted(self._calls.items())
             ]
