@@ -137,17 +137,17 @@ def measure_end_to_end(sizes: Sequence[int], delta: int, calls: int) -> list[lis
             assert server.stdout is not None
             base_url = server.stdout.readline().strip()
             client = Client("openai/test-model", base_url=base_url, mode="json_schema")
-            ways: dict[str, Callable[[], int]] = {
-                "extract (no stream)": lambda: len(client.extract(list[Contact], "doc")),
-                "stream (partials)": lambda: sum(1 for _ in client.stream(list[Contact], "doc")),
-                "stream_items": lambda: sum(1 for _ in client.stream_items(list[Contact], "doc")),
+            ways: dict[str, Callable[[Client], int]] = {
+                "extract (no stream)": lambda c: len(c.extract(list[Contact], "doc")),
+                "stream (partials)": lambda c: sum(1 for _ in c.stream(list[Contact], "doc")),
+                "stream_items": lambda c: sum(1 for _ in c.stream_items(list[Contact], "doc")),
             }
             for name, way in ways.items():
-                way()  # warm-up: connection, schema cache
+                way(client)  # warm-up: connection, schema cache
                 walls, cpus, count = [], [], 0
                 for _ in range(calls):
                     wall, cpu = time.perf_counter(), time.process_time()
-                    count = way()
+                    count = way(client)
                     cpus.append(time.process_time() - cpu)
                     walls.append(time.perf_counter() - wall)
                 rows.append(
