@@ -378,6 +378,8 @@ class ExtractionStream(_Run, Generic[T]):
         except StopIteration as done:
             self.result = done.value
             yield from self._shown.final(done.value)
+        finally:
+            conversation.close()  # stopped early: end the extraction loop here, not at GC
 
     def _receive(self, mode: str, body: dict[str, Any]) -> Generator[Any, None, dict[str, Any]]:
         from extractor.client import _log_retry
@@ -457,6 +459,8 @@ class AsyncExtractionStream(_Run, Generic[T]):
             self.result = done.value
             for value in self._shown.final(done.value):
                 yield value
+        finally:
+            conversation.close()
 
 
 def shown_for(target: Any, schema: CompiledSchema[Any], *, items: bool) -> _Previews | _Items:

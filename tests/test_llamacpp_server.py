@@ -378,3 +378,20 @@ def test_cli_extract_auto(llamacpp_url: str, tmp_path: Path) -> None:
     City.model_validate(line["record"])  # the shape only: the values may be wrong
     assert "rejected mode json_schema" in done.stderr
     assert "mode json_object" in done.stderr
+
+
+def test_stream_from_the_real_server(
+    make_client: Callable[[str], extractor.Client], transport: RecordingTransport
+) -> None:
+    stream = make_client("json_object").stream(City, DOCUMENT)
+    values = list(stream)
+
+    # the server's own server-sent events: partial Cities as the tokens came, then the record
+    assert len(values) > 2
+    assert all(isinstance(v, City) for v in values)
+    assert values[-1].model_fields_set == {"name", "country"}
+    assert stream.result is not None
+    assert stream.result.value == values[-1]
+    body = transport.exchanges[0].body
+    assert body["stream"] is True
+    assert transport.exchanges[0].status == 200

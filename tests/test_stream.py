@@ -194,6 +194,18 @@ def test_failure_before_the_stream_starts_is_retried(make_client, server: ChatSe
     assert sleeps == [0.0]
 
 
+def test_auto_mode_falls_back_before_streaming(make_client, server: ChatServer, sleeps):
+    server.script(Fault(400), streamed("tools", RECORD))
+    stream = make_client().stream(Contact, TEXT)  # auto: json_schema first
+    values = list(stream)
+
+    assert values[-1] == Contact(**RECORD)
+    assert stream.result is not None
+    assert stream.result.mode == "tools"
+    assert [sent_mode(r) for r in server.requests] == ["json_schema", "tools"]
+    assert sleeps == []
+
+
 def test_a_server_that_ignores_stream_still_works(make_client, server: ChatServer):
     completion = {
         "id": "chatcmpl-x",
