@@ -15,6 +15,8 @@ their errors, transport failures retried with backoff.
     contact = Contact.extract("Reach Ann Lee at ann@example.com")
 """
 
+from typing import TYPE_CHECKING, Any
+
 from extractor.api import (
     aextract,
     aextract_stream,
@@ -44,7 +46,9 @@ from extractor.providers import MODES, PROVIDERS
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy
 from extractor.schema import DIALECTS, CompiledSchema, compile_schema
-from extractor.stream import AsyncExtractionStream, ExtractionStream
+
+if TYPE_CHECKING:
+    from extractor.stream import AsyncExtractionStream, ExtractionStream
 
 __version__ = "0.1.0"
 
@@ -83,3 +87,12 @@ __all__ = [
     "extract_stream",
     "extractable",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the stream classes load on first use: most programs never stream (import time)
+    if name in ("AsyncExtractionStream", "ExtractionStream"):
+        from extractor import stream
+
+        return getattr(stream, name)
+    raise AttributeError(f"module 'extractor' has no attribute {name!r}")

@@ -15,6 +15,7 @@ that have not arrived: see its docstring for what a partial instance looks like.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import re
@@ -332,7 +333,7 @@ class Preview:
         if data is MISSING:
             return MISSING
         if isinstance(self.target, Mapping):
-            return data
+            return copy.deepcopy(data)  # the reader shares complete values between readings
         self._next = {}
         try:
             return self._preview(self.target, data)
