@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from extractor import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     Refusal,
     RetriesExhausted,
     extractable,
@@ -184,6 +185,51 @@ def test_stream_cut_before_its_end_is_a_connection_error(make_client, server: Ch
     with pytest.raises(APIConnectionError):
         list(make_client().stream(Contact, TEXT, mode="json_schema"))
     assert len(server.requests) == 1
+
+
+def test_a_stall_mid_stream_times_out_without_a_retry(make_client, server: ChatServer):
+    server.script(streamed("json_schema", RECORD, delay=2.0), streamed("json_schema", RECORD))
+    with pytest.raises(APITimeoutError):
+        list(make_client(timeout=0.3).stream(Contact, TEXT, mode="json_schema"))
+    assert len(server.requests) == 1
+
+
+def sse(*events: str) -> Raw:
+    """A hand-written event stream, for shapes ChatServer's Stream does not produce."""
+    return Raw("".join(events), content_type="text/event-stream")
+
+
+def chunk(content: str, finish: str | None = None) -> str:
+    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+    return "data: " + json.dumps({"id": "c1", "choices": [choice]}) + "\n\n"
+
+
+@pytest.mark.parametrize(
+    ("error_event", "status"),
+    [
+        ('event: error\ndata: {"message": "overloaded"}\n\n', 502),  # an SSE error event
+        ('data: {"object": "error", "message": "bad", "code": 400}\n\n', 400),  # vLLM's shape
+        ('data: {"error": {"message": "slow down", "code": 429}}\n\n', 429),  # OpenAI's shape
+    ],
+)
+def test_error_event_shapes(make_client, server: ChatServer, error_event: str, status: int):
+    server.script(sse(chunk('{"name": "A'), error_event))
+    with pytest.raises(APIStatusError) as caught:
+        list(make_client().stream(Contact, TEXT, mode="json_schema"))
+    assert caught.value.status == status
+
+
+def test_multi_line_data_and_a_missing_last_blank_line(make_client, server: ChatServer):
+    first = json.dumps({"id": "c1", "choices": [{"index": 0, "delta": {"content": '{"name": '}}]})
+    split = first.replace(", ", ",\ndata: ", 1)  # one JSON object over two data lines
+    server.script(sse(f"data: {split}\n\n", chunk('"Ann"}', "stop"), "data: [DONE]"))
+    assert list(make_client().stream(Contact, TEXT, mode="json_schema"))[-1] == Contact(name="Ann")
+
+
+def test_an_event_that_is_not_json_is_an_api_error(make_client, server: ChatServer):
+    server.script(sse(chunk('{"name": '), "data: <html>oops</html>\n\n"))
+    with pytest.raises(APIStatusError, match="not a JSON object"):
+        list(make_client().stream(Contact, TEXT, mode="json_schema"))
 
 
 def test_failure_before_the_stream_starts_is_retried(make_client, server: ChatServer, sleeps):
