@@ -1,47 +1,312 @@
-"""From answer text to JSON data: strict first, then the JSON found inside prose or fences.
+"""From answer text to JSON data: strict first, then the JSON inside fences and prose.
 
-Nothing is ever invented: text that holds no complete JSON value is an `InvalidAnswer`.
+Models wrap their JSON in prose, code fences, `<think>` blocks, and make small slips
+(trailing commas, comments, Python literals, single quotes...). The text is read into
+*candidates*, in order: values inside code fences first, then the rest of the text from
+start to end. The caller keeps the first candidate its schema accepts (`load_answer`).
+Each candidate names the repairs it took (`REPAIRS`).
+
+Nothing is ever invented: a text that ends inside an unfinished value raises
+`TruncatedAnswer` (no bracket or quote is ever closed for the model), and a value
+that could be read more than one way is not read: it raises `InvalidAnswer`, saying
+what was wrong and where.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
 
-from extractor.errors import ErrorDetail, InvalidAnswer
+from extractor.errors import ErrorDetail, InvalidAnswer, TruncatedAnswer
+from extractor.repair import QUOTES, Broken, Incomplete, Reader, where
 
-__all__ = ["parse_json"]
+__all__ = ["REPAIRS", "Candidate", "candidates", "load_answer", "parse_json"]
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+T = TypeVar("T")
+
+#: Every repair a candidate may name, in the order they are listed.
+REPAIRS: Final = (
+    "think",  # a <think> block before the answer was skipped
+    "fence",  # the JSON was inside a ``` code fence
+    "prose",  # text around the JSON was dropped
+    "string_encoded",  # the JSON was inside a JSON string
+    "comment",  # // , /* */ or # comments
+    "trailing_comma",
+    "python_literal",  # True, False, None
+    "single_quotes",
+    "smart_quotes",  # typographic double or single quotes used as string quotes
+    "unquoted_keys",  # {name: ...}
+    "raw_newline",  # a line break inside a string
+    "control_char",  # a raw tab or other control character inside a string
+    "escape",  # \' inside a double-quoted string
+    "unicode_space",  # a no-break space, byte-order mark or zero-width space between tokens
+)
+_RANK: Final = {name: i for i, name in enumerate(REPAIRS)}
+
 _decoder = json.JSONDecoder()
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
+_THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.I)
+_FENCE = re.compile(r"(`{3,}|~{3,})([A-Za-z0-9_+.-]*)")
+_STARTS = re.compile(r"[{\[]")
+_SCALAR_START: Final = QUOTES + "-0123456789tfnTFNI"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One JSON value read out of an answer, and the repairs it took (empty: strict JSON)."""
+
+    value: Any
+    repairs: tuple[str, ...] = ()
+    #: Where the value stands in the answer: [start, end).
+    span: tuple[int, int] = (0, 0)
 
 
 def parse_json(text: str | None) -> Any:
-    """Parse the answer; where it is wrapped in prose or code fences, take the JSON out.
+    """The first JSON value read out of the answer; see `candidates`."""
+    return candidates(text)[0].value
 
-    Candidates are tried in order (the whole text, each fenced block, each `{` or `[`
-    that starts a complete value); the first that parses wins.
+
+def load_answer(text: str | None, load: Callable[[Any], T]) -> tuple[T, tuple[str, ...]]:
+    """The first candidate `load` accepts, loaded, and the repairs it took.
+
+    `load` raises `InvalidAnswer` for a value it rejects. When it rejects every one,
+    the errors of the best candidate (the largest, so the likeliest answer) are raised.
+    Strict JSON costs one `json.loads` and one `load`.
     """
+    if text is not None:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if not isinstance(value, str):  # a string may hold the JSON: the full path
+                try:
+                    return load(value), ()
+                except InvalidAnswer as exc:
+                    raise InvalidAnswer(exc.errors, raw=text) from None
+    scan = _scan(text)
+    rejected: list[tuple[int, InvalidAnswer]] = []
+    for candidate in scan.candidates:
+        try:
+            return load(candidate.value), candidate.repairs
+        except InvalidAnswer as exc:
+            rejected.append((candidate.span[1] - candidate.span[0], exc))
+    raise scan.failure(text or "", rejected)
+
+
+def candidates(text: str | None) -> list[Candidate]:
+    """Every JSON value read out of the answer, the likeliest first.
+
+    Raises `TruncatedAnswer` when the text ends inside an unfinished value (even after
+    a complete one: a cut-off answer is never half-used), `InvalidAnswer` when it holds
+    no JSON value.
+    """
+    scan = _scan(text)
+    if not scan.candidates:
+        raise scan.failure(text or "", [])
+    return scan.candidates
+
+
+@dataclass
+class _Scan:
+    candidates: list[Candidate]
+    #: JSON-looking values that could not be read: (size, where and what).
+    broken: list[tuple[int, str]]
+
+    def failure(self, text: str, rejected: list[tuple[int, InvalidAnswer]]) -> InvalidAnswer:
+        """The error to report when no candidate is accepted: the best one's."""
+        best_rejected = max(rejected, key=lambda r: r[0], default=None)
+        best_broken = max(self.broken, key=lambda b: b[0], default=None)
+        if best_rejected and (best_broken is None or best_rejected[0] >= best_broken[0]):
+            return InvalidAnswer(best_rejected[1].errors, raw=text)
+        if best_broken:
+            return InvalidAnswer([ErrorDetail("", f"not valid JSON: {best_broken[1]}")], raw=text)
+        return InvalidAnswer(
+            [ErrorDetail("", "no JSON object in the answer; answer with the JSON object only")],
+            raw=text,
+        )
+
+
+def _scan(text: str | None) -> _Scan:
     if text is None or not text.strip():
-        raise InvalidAnswer([ErrorDetail("", "the answer is empty; expected a JSON object")])
+        raise InvalidAnswer(
+            [ErrorDetail("", "the answer is empty; expected a JSON object")], raw=text
+        )
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        first_error = exc
-    for block in _FENCE.findall(text):
-        try:
-            return json.loads(block)
-        except json.JSONDecodeError:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        whole = Candidate(value, (), (0, len(text)))
+        return _Scan([whole, *_decoded(whole)], [])
+
+    hidden, thinking = _think_spans(text)
+    fences, markers = _fences(text, hidden)
+    reader = Reader(text)
+    found: list[Candidate] = []
+    broken: list[tuple[int, str]] = []
+    taken: list[tuple[int, int]] = []  # spans already read: no candidate starts inside
+
+    for start, fenced in _starts(text, hidden, fences):
+        if _inside(start, taken):
             continue
-    for match in re.finditer(r"[{\[]", text):
+        scalar = text[start] not in "{["
         try:
-            value, _ = _decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
+            value, end = _decoder.raw_decode(text, start)
+            repairs: set[str] = set()
+        except (ValueError, RecursionError):
+            try:
+                value, end = reader.read(start)
+            except Incomplete as exc:
+                if scalar:
+                    continue  # a quote in prose that never closes is not a cut-off value
+                detail = f"it ends inside {exc.inside} ({where(text, exc.pos)})"
+                raise TruncatedAnswer(raw=text, detail=detail) from None
+            except Broken as exc:
+                if reader.jsonlike:
+                    close = _matching_close(text, start)
+                    taken.append((start, close))
+                    broken.append((close - start, f"{exc.problem} at {where(text, exc.pos)}"))
+                continue
+            repairs = reader.repairs
+        taken.append((start, end))
+        if fenced:
+            repairs.add("fence")
+        if hidden:
+            repairs.add("think")
+        if _has_prose(text, (start, end), [*hidden, *markers]):
+            repairs.add("prose")
+        candidate = Candidate(value, _ordered(repairs), (start, end))
+        found.append(candidate)
+        found.extend(_decoded(candidate))
+    if not found and thinking:
+        raise TruncatedAnswer(raw=text, detail="it ends inside a <think> block")
+    return _Scan(found, broken)
+
+
+def _decoded(candidate: Candidate) -> list[Candidate]:
+    """The JSON inside a string value (an answer encoded twice), as one more candidate."""
+    value = candidate.value
+    if not isinstance(value, str) or value.strip()[:1] not in ("{", "["):
+        return []
+    reader = Reader(value)
+    try:
+        inner, end = reader.read(0)
+    except (Incomplete, Broken, RecursionError):
+        return []
+    if value[end:].strip():
+        return []
+    repairs = {*candidate.repairs, "string_encoded", *reader.repairs}
+    return [Candidate(inner, _ordered(repairs), candidate.span)]
+
+
+def _ordered(repairs: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(repairs, key=_RANK.__getitem__))
+
+
+def _think_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
+    """Reasoning blocks, which may hold drafts of the answer: never read from.
+
+    Also says whether the last one is still open at the end of the text.
+    """
+    spans: list[tuple[int, int]] = []
+    still_open = False
+    for block in _THINK.finditer(text):
+        spans.append(block.span())
+        still_open = _THINK_CLOSE.search(block.group()) is None
+    close = _THINK_CLOSE.search(text)
+    if close and not _inside(close.start(), spans):
+        # some servers strip the opening tag (it was in the prompt) but keep the closing one
+        spans.insert(0, (0, close.end()))
+    return spans, still_open
+
+
+def _fences(
+    text: str, hidden: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Code fence contents, and the fence markers (with their language tags).
+
+    A marker with a language tag inside an open fence is a repeated opening
+    (```json twice), not a close; a fence left open runs to the end of the text.
+    """
+    contents: list[tuple[int, int]] = []
+    markers: list[tuple[int, int]] = []
+    opened: re.Match[str] | None = None
+    for marker in _FENCE.finditer(text):
+        if _inside(marker.start(), hidden):
             continue
-        if isinstance(value, (dict, list)):
-            return value
-    raise InvalidAnswer(
-        [ErrorDetail("", f"not valid JSON: {first_error.msg} at character {first_error.pos}")],
-        raw=text,
-    )
+        markers.append(marker.span())
+        if opened is None:
+            opened = marker
+        elif marker.group(1)[0] == opened.group(1)[0] and not marker.group(2):
+            contents.append((opened.end(), marker.start()))
+            opened = None
+    if opened is not None:
+        contents.append((opened.end(), len(text)))
+    return contents, markers
+
+
+def _starts(
+    text: str, hidden: list[tuple[int, int]], fences: list[tuple[int, int]]
+) -> Iterator[tuple[int, bool]]:
+    """Where a value may start, the likeliest first: inside fences, then the whole text."""
+    for a, b in fences:
+        first = len(text[a:b]) - len(text[a:b].lstrip()) + a
+        if first < b and text[first] in _SCALAR_START:
+            yield first, True
+        for match in _STARTS.finditer(text, a, b):
+            yield match.start(), True
+    first = 0
+    while first < len(text) and (text[first].isspace() or _inside(first, hidden)):
+        first += 1
+    if first < len(text) and text[first] in QUOTES:
+        yield first, False
+    for match in _STARTS.finditer(text):
+        start = match.start()
+        if not _inside(start, hidden) and not _inside(start, fences):
+            yield start, False
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
+
+
+def _has_prose(text: str, value: tuple[int, int], ignored: list[tuple[int, int]]) -> bool:
+    """Whether anything but white space is left once the value, fences and thinking go."""
+    pos = 0
+    for a, b in sorted([value, *ignored]):
+        if a > pos and text[pos:a].strip():
+            return True
+        pos = max(pos, b)
+    return bool(text[pos:].strip())
+
+
+def _matching_close(text: str, start: int) -> int:
+    """Just past the bracket that closes the one at `start`, skipping strings; else the end.
+
+    A broken value is skipped whole, so a nested object inside it never becomes a
+    candidate of its own.
+    """
+    depth = 0
+    pos = start
+    in_string = False
+    while pos < len(text):
+        char = text[pos]
+        if in_string:
+            if char == "\\":
+                pos += 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return pos + 1
+        pos += 1
+    return len(text)
