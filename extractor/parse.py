@@ -47,11 +47,12 @@ REPAIRS: Final = (
 _RANK: Final = {name: i for i, name in enumerate(REPAIRS)}
 
 _decoder = json.JSONDecoder()
-_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
+_THINK = re.compile(r"\s*<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
 _THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.I)
 _FENCE = re.compile(r"(`{3,}|~{3,})([A-Za-z0-9_+.-]*)")
 _STARTS = re.compile(r"[{\[]")
 _SCALAR_START: Final = QUOTES + "-0123456789tfnTFNI"
+_BLANK: Final = " \t\n\r\ufeff\u00a0"
 
 
 @dataclass(frozen=True)
@@ -208,20 +209,19 @@ def _ordered(repairs: set[str]) -> tuple[str, ...]:
 
 
 def _think_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
-    """Reasoning blocks, which may hold drafts of the answer: never read from.
+    """The reasoning block the answer opens with, which may hold drafts: never read from.
 
-    Also says whether the last one is still open at the end of the text.
+    Also says whether it is still open at the end of the text. Some servers strip the
+    opening tag (it was in the prompt) and keep the closing one: then the block runs
+    from the start of the text to that closing tag.
     """
-    spans: list[tuple[int, int]] = []
-    still_open = False
-    for block in _THINK.finditer(text):
-        spans.append(block.span())
-        still_open = _THINK_CLOSE.search(block.group()) is None
+    block = _THINK.match(text)
+    if block is not None:
+        return [block.span()], _THINK_CLOSE.search(block.group()) is None
     close = _THINK_CLOSE.search(text)
-    if close and not _inside(close.start(), spans):
-        # some servers strip the opening tag (it was in the prompt) but keep the closing one
-        spans.insert(0, (0, close.end()))
-    return spans, still_open
+    if close is not None:
+        return [(0, close.end())], False
+    return [], False
 
 
 def _fences(
@@ -260,7 +260,7 @@ def _starts(
         for match in _STARTS.finditer(text, a, b):
             yield match.start(), True
     first = 0
-    while first < len(text) and (text[first].isspace() or _inside(first, hidden)):
+    while first < len(text) and (text[first] in _BLANK or _inside(first, hidden)):
         first += 1
     if first < len(text) and text[first] in QUOTES:
         yield first, False

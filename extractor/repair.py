@@ -296,7 +296,7 @@ class Reader:
 
     def _closes(self, pos: int) -> bool:
         text = self.text
-        while pos < len(text) and text[pos] in _SPACE:
+        while pos < len(text) and (text[pos] in _SPACE or text[pos] in _ODD_SPACE):
             pos += 1
         return pos >= len(text) or text[pos] in ",:}]#" or text.startswith(("//", "/*"), pos)
 
@@ -355,6 +355,8 @@ class Reader:
                 if close < 0:
                     raise Incomplete(pos, "an unfinished /* comment */")
                 pos = close + 2
+            elif char == "/" and pos + 1 == end:
+                raise Incomplete(pos, "an unfinished comment")
             elif char in _ODD_SPACE:
                 self.repairs.add("unicode_space")
                 pos += 1
