@@ -12,13 +12,13 @@ import json
 import re
 from typing import Any
 
-import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.errors import ErrorDetail, InvalidAnswer, TruncatedAnswer
+from extractor.errors import TruncatedAnswer
 from extractor.parse import REPAIRS, load_answer
+from tests.parsing import loader, same
 
 SCALAR_SCHEMAS = [
     {"type": "string"},
@@ -96,27 +96,6 @@ JSON_VALUES = st.recursive(
 )
 
 
-def loader(schema: dict[str, Any]) -> Any:
-    validator = jsonschema.Draft202012Validator(schema)
-
-    def load(data: Any) -> Any:
-        errors = [ErrorDetail(e.json_path, e.message) for e in validator.iter_errors(data)]
-        if errors:
-            raise InvalidAnswer(errors)
-        return data
-
-    return load
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal and of the same JSON types all the way down (1 is not 1.0, True is not 1)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
 # --- writing JSON the way a careless model does ------------------------------------------
 
 
@@ -164,7 +143,9 @@ def sloppy(draw: st.DrawFn, value: Any) -> str:
     single or smart quotes, unquoted keys and raw line breaks."""
     if value is None or isinstance(value, bool):
         strict = json.dumps(value)
-        return draw(st.sampled_from([strict, {"true": "True", "false": "False"}.get(strict, "None")]))
+        return draw(
+            st.sampled_from([strict, {"true": "True", "false": "False"}.get(strict, "None")])
+        )
     if isinstance(value, (int, float)):
         return json.dumps(value)
     if isinstance(value, str):
