@@ -35,6 +35,7 @@ REPAIRS: Final = (
     "string_encoded",  # the JSON was inside a JSON string
     "comment",  # // , /* */ or # comments
     "trailing_comma",
+    "missing_comma",  # no comma between a value and the next "key":
     "python_literal",  # True, False, None
     "single_quotes",
     "smart_quotes",  # typographic double or single quotes used as string quotes
@@ -52,7 +53,7 @@ _THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.I)
 _FENCE = re.compile(r"(`{3,}|~{3,})([A-Za-z0-9_+.-]*)")
 _STARTS = re.compile(r"[{\[]")
 _SCALAR_START: Final = QUOTES + "-0123456789tfnTFNI"
-_BLANK: Final = " \t\n\r\ufeff\u00a0"
+_BLANK: Final = " \t\n\r\f\v\ufeff\u00a0\u200b"
 
 
 @dataclass(frozen=True)
@@ -146,13 +147,16 @@ def _scan(text: str | None) -> _Scan:
 
     hidden, thinking = _think_spans(text)
     fences, markers = _fences(text, hidden)
+    content = _content_bounds(text, [*hidden, *markers])
     reader = Reader(text)
     found: list[Candidate] = []
     broken: list[tuple[int, str]] = []
-    taken: list[tuple[int, int]] = []  # spans already read: no candidate starts inside
+    covered, in_fences = 0, True  # no candidate starts inside a value already read
 
-    for start, fenced in _starts(text, hidden, fences):
-        if _inside(start, taken):
+    for start, fenced in _starts(text, hidden[0][1] if hidden else 0, fences):
+        if fenced != in_fences:  # the pass over the whole text starts afresh
+            covered, in_fences = 0, fenced
+        if start < covered:
             continue
         scalar = text[start] not in "{["
         try:
@@ -168,17 +172,16 @@ def _scan(text: str | None) -> _Scan:
                 raise TruncatedAnswer(raw=text, detail=detail) from None
             except Broken as exc:
                 if reader.jsonlike:
-                    close = _matching_close(text, start)
-                    taken.append((start, close))
-                    broken.append((close - start, f"{exc.problem} at {where(text, exc.pos)}"))
+                    covered = _matching_close(text, start)
+                    broken.append((covered - start, f"{exc.problem} at {where(text, exc.pos)}"))
                 continue
             repairs = reader.repairs
-        taken.append((start, end))
+        covered = end
         if fenced:
             repairs.add("fence")
         if hidden:
             repairs.add("think")
-        if _has_prose(text, (start, end), [*hidden, *markers]):
+        if content[0] >= 0 and (content[0] < start or content[1] >= end):
             repairs.add("prose")
         candidate = Candidate(value, _ordered(repairs), (start, end))
         found.append(candidate)
@@ -249,39 +252,50 @@ def _fences(
     return contents, markers
 
 
-def _starts(
-    text: str, hidden: list[tuple[int, int]], fences: list[tuple[int, int]]
-) -> Iterator[tuple[int, bool]]:
-    """Where a value may start, the likeliest first: inside fences, then the whole text."""
+def _starts(text: str, begin: int, fences: list[tuple[int, int]]) -> Iterator[tuple[int, bool]]:
+    """Where a value may start, in order: inside fences, then in the rest of the text.
+
+    Each pass yields rising positions; the text before `begin` (thinking) is never read.
+    """
     for a, b in fences:
-        first = len(text[a:b]) - len(text[a:b].lstrip()) + a
+        first = a
+        while first < b and text[first] in _BLANK:
+            first += 1
         if first < b and text[first] in _SCALAR_START:
             yield first, True
         for match in _STARTS.finditer(text, a, b):
             yield match.start(), True
-    first = 0
-    while first < len(text) and (text[first] in _BLANK or _inside(first, hidden)):
+    first = begin
+    while first < len(text) and text[first] in _BLANK:
         first += 1
     if first < len(text) and text[first] in QUOTES:
         yield first, False
-    for match in _STARTS.finditer(text):
-        start = match.start()
-        if not _inside(start, hidden) and not _inside(start, fences):
-            yield start, False
+    pos = begin
+    for a, b in [*fences, (len(text), len(text))]:
+        for match in _STARTS.finditer(text, pos, a):
+            yield match.start(), False
+        pos = max(pos, b)
 
 
 def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
     return any(a <= pos < b for a, b in spans)
 
 
-def _has_prose(text: str, value: tuple[int, int], ignored: list[tuple[int, int]]) -> bool:
-    """Whether anything but white space is left once the value, fences and thinking go."""
+def _content_bounds(text: str, ignored: list[tuple[int, int]]) -> tuple[int, int]:
+    """The first and last position of text that is not white space, fence markers or thinking.
+
+    A value has prose around it when this text starts before it or ends after it.
+    """
+    first = last = -1
     pos = 0
-    for a, b in sorted([value, *ignored]):
-        if a > pos and text[pos:a].strip():
-            return True
+    for a, b in [*sorted(ignored), (len(text), len(text))]:
+        segment = text[pos:a]
+        lead = len(segment) - len(segment.lstrip())
+        if lead < len(segment):
+            first = pos + lead if first < 0 else first
+            last = pos + len(segment.rstrip()) - 1
         pos = max(pos, b)
-    return bool(text[pos:].strip())
+    return first, last
 
 
 def _matching_close(text: str, start: int) -> int:

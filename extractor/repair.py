@@ -1,11 +1,12 @@
 """A tolerant JSON reader: strict JSON, plus the slips models make that have one reading.
 
 It reads one value from a position in the text and records which slips it read past:
-comments, trailing commas, Python's `True`/`False`/`None`, single-quoted or smart-quoted
-strings, unquoted identifier keys, raw line breaks in strings, `\\'` escapes. On strict
-JSON it gives exactly what `json.loads` gives. Anything with two readings stops with
-`Broken` (where, and what was expected); text that ends inside an unfinished value
-stops with `Incomplete`. Nothing is ever closed, guessed or filled in.
+comments, trailing commas, a comma missing before a quoted key, Python's `True`,
+`False` and `None`, single-quoted or smart-quoted strings, unquoted identifier keys,
+raw line breaks in strings, `\\'` escapes. On strict JSON it gives exactly what
+`json.loads` gives. Anything with two readings stops with `Broken` (where, and what
+was expected); text that ends inside an unfinished value stops with `Incomplete`.
+Nothing is ever closed, guessed or filled in.
 """
 
 from __future__ import annotations
@@ -170,7 +171,25 @@ class Reader:
             if char == "}":
                 self._depth -= 1
                 return out, pos + 1
+            if char in QUOTES and self._key_follows(pos):
+                self.repairs.add("missing_comma")  # a value, then `"key":` - nothing else fits
+                continue
             raise Broken(pos, f"expected ',' or '}}' after the value of {key!r}")
+
+    def _key_follows(self, pos: int) -> bool:
+        """Whether a quoted key and its colon start at `pos` (the repairs are left as found)."""
+        text = self.text
+        found = set(self.repairs)
+        try:
+            _, end = self._string(pos) if text[pos] == '"' else self._loose_string(pos)
+            end = self._skip(end)
+        except Broken:
+            return False
+        finally:
+            self.repairs = found
+        if end >= len(text):
+            raise Incomplete(end, "an unfinished object")
+        return text[end] == ":"
 
     def _array(self, start: int) -> tuple[Any, int]:
         text = self.text

@@ -139,8 +139,8 @@ def gap(draw: st.DrawFn) -> str:
 
 @st.composite
 def sloppy(draw: st.DrawFn, value: Any) -> str:
-    """`value` written as JSON with any mix of comments, trailing commas, Python literals,
-    single or smart quotes, unquoted keys and raw line breaks."""
+    """`value` written as JSON with any mix of comments, trailing or missing commas, Python
+    literals, single or smart quotes, unquoted keys and raw line breaks."""
     if value is None or isinstance(value, bool):
         strict = json.dumps(value)
         return draw(
@@ -154,12 +154,17 @@ def sloppy(draw: st.DrawFn, value: Any) -> str:
         items = [gap(draw) + draw(sloppy(item)) + gap(draw) for item in value]
         trailing = "," + gap(draw) if items and draw(st.booleans()) else ""
         return "[" + ",".join(items) + trailing + "]"
-    members = [
-        gap(draw) + string(draw, key, key=True) + gap(draw) + ":" + gap(draw) + draw(sloppy(item))
-        for key, item in value.items()
-    ]
-    trailing = "," + gap(draw) if members and draw(st.booleans()) else ""
-    return "{" + ",".join(members) + trailing + gap(draw) + "}"
+    out = "{"
+    for i, (key, item) in enumerate(value.items()):
+        written = string(draw, key, key=True)
+        if i:
+            # a comma, or none before a quoted key (a line ends without its comma); not
+            # after a single- or smart-quoted string, whose end is known by what follows
+            quoted = written[0] in "\"'\u201c" and out[-1] not in "'\u201d"
+            out += "\n" if quoted and draw(st.integers(0, 3)) == 0 else ","
+        out += gap(draw) + written + gap(draw) + ":" + gap(draw) + draw(sloppy(item))
+    trailing = "," + gap(draw) if value and draw(st.booleans()) else ""
+    return out + trailing + gap(draw) + "}"
 
 
 @st.composite
