@@ -48,6 +48,8 @@ REPAIRS: Final = (
 _RANK: Final = {name: i for i, name in enumerate(REPAIRS)}
 
 _decoder = json.JSONDecoder()
+_NOT_JSON: Final = object()  # what json.loads made of a text it could not read
+_UNTRIED: Final = object()  # json.loads was not tried yet
 _THINK = re.compile(r"\s*<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
 _THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.I)
 _FENCE = re.compile(r"(`{3,}|~{3,})([A-Za-z0-9_+.-]*)")
@@ -78,18 +80,19 @@ def load_answer(text: str | None, load: Callable[[Any], T]) -> tuple[T, tuple[st
     the errors of the best candidate (the largest, so the likeliest answer) are raised.
     Strict JSON costs one `json.loads` and one `load`.
     """
+    strict: Any = _NOT_JSON
     if text is not None:
         try:
-            value = json.loads(text)
+            strict = json.loads(text)
         except (ValueError, RecursionError):
             pass
         else:
-            if not isinstance(value, str):  # a string may hold the JSON: the full path
+            if not isinstance(strict, str):  # a string may hold the JSON: the full path
                 try:
-                    return load(value), ()
+                    return load(strict), ()
                 except InvalidAnswer as exc:
                     raise InvalidAnswer(exc.errors, raw=text) from None
-    scan = _scan(text)
+    scan = _scan(text, strict)
     rejected: list[tuple[int, InvalidAnswer]] = []
     for candidate in scan.candidates:
         try:
@@ -132,17 +135,19 @@ class _Scan:
         )
 
 
-def _scan(text: str | None) -> _Scan:
+def _scan(text: str | None, strict: Any = _UNTRIED) -> _Scan:
+    """Read the candidates; `strict` is the text as `json.loads` read it, if already tried."""
     if text is None or not text.strip():
         raise InvalidAnswer(
             [ErrorDetail("", "the answer is empty; expected a JSON object")], raw=text
         )
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        pass
-    else:
-        whole = Candidate(value, (), (0, len(text)))
+    if strict is _UNTRIED:
+        try:
+            strict = json.loads(text)
+        except (ValueError, RecursionError):
+            strict = _NOT_JSON
+    if strict is not _NOT_JSON:
+        whole = Candidate(strict, (), (0, len(text)))
         return _Scan([whole, *_decoded(whole)], [])
 
     hidden, thinking = _think_spans(text)
