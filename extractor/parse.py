@@ -51,7 +51,10 @@ _decoder = json.JSONDecoder()
 _NOT_JSON: Final = object()  # what json.loads made of a text it could not read
 _UNTRIED: Final = object()  # json.loads was not tried yet
 _THINK = re.compile(r"\s*<(think|thinking|reasoning)>.*?(?:</\1>|\Z)", re.S | re.I)
-_THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.I)
+#: The end of reasoning: a closing tag, or the start of the final channel (gpt-oss's format).
+_THINK_CLOSE = re.compile(
+    r"</(?:think|thinking|reasoning)>|<\|channel\|>\s*final\s*<\|message\|>", re.I
+)
 _FENCE = re.compile(r"(`{3,}|~{3,})([A-Za-z0-9_+.-]*)")
 _STARTS = re.compile(r"[{\[]")
 _SCALAR_START: Final = QUOTES + "-0123456789tfnTFNI"
@@ -220,8 +223,9 @@ def _think_spans(text: str) -> tuple[list[tuple[int, int]], bool]:
     """The reasoning block the answer opens with, which may hold drafts: never read from.
 
     Also says whether it is still open at the end of the text. Some servers strip the
-    opening tag (it was in the prompt) and keep the closing one: then the block runs
-    from the start of the text to that closing tag.
+    opening tag (it was in the prompt) and keep the closing one, or pass on gpt-oss's
+    analysis channel: then the block runs from the start of the text to where the
+    reasoning ends.
     """
     block = _THINK.match(text)
     if block is not None:
