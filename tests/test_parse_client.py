@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import BaseModel
 
-from extractor import TruncatedAnswer
+from extractor import Extraction, TruncatedAnswer
 from extractor.testing import Answer, ChatServer
 
 TEXT = "Ann Lee (41) can be reached at ann@example.com."
@@ -86,3 +88,15 @@ def test_when_no_candidate_validates_the_reask_names_the_best_one_s_errors(
     assert result.value == Contact(name="Ann Lee", age=41)
     reask = server.requests[1].messages[-1]["content"]
     assert "age" in reask and "x" not in reask.split("\n", 1)[1]
+
+
+def test_the_async_driver_reads_answers_the_same_way(make_client, server: ChatServer):
+    server.script(Answer(content="<think>Ann, 41.</think>\n{'name': 'Ann Lee', 'age': 41}"))
+
+    async def main() -> Extraction[Contact]:
+        async with make_client() as client:  # closes its async pool on the loop it ran on
+            return await client.aextract_result(Contact, TEXT, mode="json_object")
+
+    result = asyncio.run(main())
+    assert result.value == Contact(name="Ann Lee", age=41)
+    assert result.attempts[0].repairs == ("think", "single_quotes")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.errors import TruncatedAnswer
+from extractor.errors import InvalidAnswer, TruncatedAnswer
 from extractor.parse import REPAIRS, load_answer
 from tests.parsing import loader, same
 
@@ -246,3 +246,18 @@ def test_a_cut_off_answer_is_never_completed(value: dict[str, Any], before: str,
     cut = data.draw(st.integers(1, len(body) - 1))  # inside the value, before its last brace
     with pytest.raises(TruncatedAnswer):
         load_answer(before + body[:cut], loader({"type": "object"}))
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=schema_and_value(), data=st.data())
+def test_any_prefix_of_an_answer_gives_the_value_or_an_error_never_another_value(
+    case: tuple[dict[str, Any], Any], data: Any
+):
+    schema, value = case
+    answer = data.draw(wrapped(data.draw(sloppy(value)), encode=True))
+    prefix = answer[: data.draw(st.integers(1, len(answer)))]
+    try:
+        got, _ = load_answer(prefix, loader(schema))
+    except (TruncatedAnswer, InvalidAnswer):
+        return
+    assert same(got, value)
