@@ -180,7 +180,10 @@ def _scan(text: str | None, strict: Any = _UNTRIED) -> _Scan:
                 raise TruncatedAnswer(raw=text, detail=detail) from None
             except Broken as exc:
                 if reader.jsonlike:
-                    covered = _matching_close(text, start)
+                    # skip the broken value whole: nothing nested in it becomes a candidate
+                    covered = reader.skim(start)
+                    if covered <= exc.pos:  # its brackets close before the error: unsure
+                        covered = len(text)
                     broken.append((covered - start, f"{exc.problem} at {where(text, exc.pos)}"))
                 continue
             repairs = reader.repairs
@@ -305,31 +308,3 @@ def _content_bounds(text: str, ignored: list[tuple[int, int]]) -> tuple[int, int
             last = pos + len(segment.rstrip()) - 1
         pos = max(pos, b)
     return first, last
-
-
-def _matching_close(text: str, start: int) -> int:
-    """Just past the bracket that closes the one at `start`, skipping strings; else the end.
-
-    A broken value is skipped whole, so a nested object inside it never becomes a
-    candidate of its own.
-    """
-    depth = 0
-    pos = start
-    in_string = False
-    while pos < len(text):
-        char = text[pos]
-        if in_string:
-            if char == "\\":
-                pos += 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-            if depth == 0:
-                return pos + 1
-        pos += 1
-    return len(text)

@@ -261,6 +261,36 @@ class Reader:
             self.repairs.add(repair)
         return value, end
 
+    def skim(self, start: int) -> int:
+        """Just past the bracket that closes the one at `start`, or the end of the text.
+
+        Reads strings by the same rules as `read`, so brackets inside them don't count;
+        where the strings themselves can't be told apart, the end of the text is the
+        answer: a broken value is then taken to run to the end.
+        """
+        text = self.text
+        found = self.repairs
+        depth = 0
+        pos = start
+        try:
+            while pos < len(text):
+                char = text[pos]
+                if char in QUOTES:
+                    _, pos = self._string(pos) if char == '"' else self._loose_string(pos)
+                    continue
+                if char in "{[":
+                    depth += 1
+                elif char in "}]":
+                    depth -= 1
+                    if depth == 0:
+                        return pos + 1
+                pos += 1
+        except (Broken, Incomplete):
+            pass
+        finally:
+            self.repairs = found
+        return len(text)
+
     # --- strings ---------------------------------------------------------------------------
 
     def _string(self, start: int) -> tuple[str, int]:
