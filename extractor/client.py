@@ -437,7 +437,7 @@ def _conversation(
                         answer.response_id,
                         error,
                         answer.spans,
-                        repairs,
+                        repairs=repairs,
                     )
                 )
                 if error is None:
