@@ -29,7 +29,7 @@ from extractor.errors import (
 )
 from extractor.modes import build_body, decode
 from extractor.params import check_params
-from extractor.parse import parse_json
+from extractor.parse import load_answer
 from extractor.prompts import document_messages, reask_messages, truncation_message
 from extractor.providers import MODES, Endpoint, resolve
 from extractor.result import Attempt, Extraction, Usage
@@ -472,15 +472,16 @@ def _conversation(
                 answer = decode(mode, payload)
                 error: AttemptError | None = None
                 value: Any = None
+                repairs: tuple[str, ...] = ()
                 if answer.refusal:
                     error = Refusal(answer.refusal)
                 elif answer.finish_reason == "length":
                     error = TruncatedAnswer(raw=answer.text)
                 else:
-                    try:
-                        value = plan.schema.load(parse_json(answer.text))
-                    except InvalidAnswer as exc:
-                        error = InvalidAnswer(exc.errors, raw=answer.text)
+                    try:  # the first JSON value in the answer that the schema accepts
+                        value, repairs = load_answer(answer.text, plan.schema.load)
+                    except (InvalidAnswer, TruncatedAnswer) as exc:
+                        error = exc
                 attempts.append(
                     Attempt(
                         mode,
@@ -490,6 +491,7 @@ def _conversation(
                         answer.response_id,
                         error,
                         answer.spans,
+                        repairs=repairs,
                     )
                 )
                 if error is None:

@@ -11,7 +11,7 @@ ExtractorError
 │   └── APIStatusError        an HTTP error status (or an error object in a 200 body)
 ├── AttemptError              one answer that could not become a record
 │   ├── InvalidAnswer         not JSON, or JSON that breaks the schema: re-asked
-│   ├── TruncatedAnswer       cut off by the token limit: re-asked
+│   ├── TruncatedAnswer       cut off (token limit, or ends mid-value): re-asked
 │   └── Refusal               the model declined: not re-asked
 └── RetriesExhausted          every attempt failed; carries all of them
 ```
@@ -176,12 +176,18 @@ class InvalidAnswer(AttemptError):
 
 
 class TruncatedAnswer(AttemptError):
-    """The answer stopped at the token limit (`finish_reason: length`)."""
+    """The answer was cut off: at the token limit (`finish_reason: length`), or mid-value.
 
-    def __init__(self, *, raw: str | None = None) -> None:
-        super().__init__(
-            "the answer was cut off at the token limit; raise max_completion_tokens", raw=raw
+    `detail` says where, when the text itself shows the cut (it ends inside a value).
+    """
+
+    def __init__(self, *, raw: str | None = None, detail: str | None = None) -> None:
+        message = (
+            f"the answer was cut off: {detail}"
+            if detail
+            else "the answer was cut off at the token limit; raise max_completion_tokens"
         )
+        super().__init__(message, raw=raw)
 
 
 class Refusal(AttemptError):

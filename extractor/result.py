@@ -69,6 +69,9 @@ class Attempt:
     error: AttemptError | None = None
     #: Where each grounded value stands in the document: field path → [start, end).
     spans: Mapping[str, list[int]] | None = None
+    #: What was repaired to read the answer as JSON ("fence", "trailing_comma", ...; see
+    #: `extractor.parse.REPAIRS`); empty when it was strict JSON.
+    repairs: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
