@@ -6,10 +6,10 @@ from pydantic import BaseModel, Field
 
 __all__ = ["Receipt"]
 
-#: Dates as receipts print them: 25/12/2018, 30-12-17, 2018-01-15, 10 MAR 2018.
+#: Dates as receipts print them: 25/12/2018, 30-12-17, 2018-01-15, 10 MAR 2018, 14/MAY/2017.
 DATE_PATTERN = (
     r"^(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
-    r"|\d{1,2} ?[A-Za-z]{3,9},? ?\d{2,4})$"
+    r"|\d{1,2}[ /.-]?[A-Za-z]{3,9}[ /.,-]{0,2}\d{2,4})$"
 )
 #: An amount with two decimals, thousands optionally grouped: 9.00, 1,234.50.
 AMOUNT_PATTERN = r"^\d{1,3}(?:,?\d{3})*\.\d{2}$"

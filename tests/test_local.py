@@ -155,3 +155,18 @@ def test_the_short_form_uses_the_local_default(monkeypatch):
 def test_remote_only_modes_are_refused_for_local_models(client):
     with pytest.raises(ConfigurationError, match="grounded or json_schema"):
         client.extract(Party, MEMO, mode="tools")
+
+
+def test_a_bracketed_aside_can_be_left_out_of_a_line():
+    from extractor.local.grounded import GroundedExtractor
+    from extractor.schema import compile_schema
+
+    document = "GARDENIA BAKERIES (KL) SDN BHD (139386 X)\nLOT 3, JALAN PELABUR 23/1,\n"
+    schema = compile_schema(Party).schema
+    extractor = GroundedExtractor(None, schema, document)  # type: ignore[arg-type]
+    values = [m.value for g in extractor._line_groups() for m in g.members]
+    # each run of lines may stop before an aside in brackets, never inside a word
+    assert "GARDENIA BAKERIES (KL) SDN BHD" in values
+    assert "GARDENIA BAKERIES (KL) SDN BHD (139386 X)" in values
+    assert "GARDENIA BAKERIES (KL) SDN BHD (139386 X) LOT 3, JALAN PELABUR 23/1," in values
+    assert all(document.replace("\n", " ").startswith(v) or v in document for v in values)

@@ -29,9 +29,11 @@ __all__ = ["Choice", "GroundedExtractor", "bounded_schema"]
 
 #: How many candidate starts per field are scored in full (after ranking their first token).
 TOP_STARTS: Final = 6
+#: How many prefixes of short candidates the beam search follows at each depth.
+BEAM_WIDTH: Final = 3
 #: The longest run of lines one free-text candidate spans.
 MAX_LINES: Final = 6
-#: How many tokens at the start of each line count toward a candidate's score.
+#: How many tokens at the start of each line or phrase count toward a candidate's score.
 SCORED_PER_LINE: Final = 2
 #: The longest candidate, in tokens.
 MAX_CANDIDATE_TOKENS: Final = 96
@@ -228,16 +230,25 @@ class GroundedExtractor:
                 yield Candidate(json.dumps(value), value, (match.start(), match.end()))
 
     def _line_groups(self) -> Iterator[_Group]:
-        """Runs of up to MAX_LINES consecutive lines from each start."""
+        """Runs of up to MAX_LINES consecutive lines from each start.
+
+        A run may also end before a bracketed aside on its last line (`ACME SDN BHD
+        (12345-X)` offers `ACME SDN BHD` as well): an aside in brackets is a phrase of
+        its own, which the model may take or leave.
+        """
         lines = self.lines
         for i, (number, start, _, _text) in enumerate(lines):
             members, pieces = [], []
+            value = ""
             for j in range(i, min(len(lines), i + MAX_LINES)):
                 if lines[j][0] != number + (j - i):
                     break  # a blank line ends a block
-                value = " ".join(line[3] for line in lines[i : j + 1])
-                members.append(Candidate(json.dumps(value), value, (start, lines[j][2])))
-                pieces.append(json.dumps(lines[j][3] if j == i else " " + lines[j][3])[1:-1])
+                line_start, text = lines[j][1], lines[j][3]
+                for k, (cut, end) in enumerate(_phrases(text)):
+                    piece = text[cut:end] if k else (" " if j > i else "") + text[:end]
+                    value += piece
+                    members.append(Candidate(json.dumps(value), value, (start, line_start + end)))
+                    pieces.append(json.dumps(piece)[1:-1])
             yield _Group(tuple(members), tuple(pieces))
 
     def _numbers(self, node: dict[str, Any], *, integer: bool) -> Iterator[Candidate]:
@@ -267,19 +278,75 @@ class GroundedExtractor:
         """The likeliest allowed candidate as the record's continuation."""
         base = self._flush()
         quote = self.engine.tokenize('"')
-        strings = [g for g in groups if g.members[0].json_text.startswith('"')]
-        others = [g for g in groups if not g.members[0].json_text.startswith('"')]
-        if len(strings) > TOP_STARTS:
+        singles = [g.members[0] for g in groups if len(g.members) == 1]
+        runs = [g for g in groups if len(g.members) > 1]
+        scored = self._beam(singles, base, quote, allowed)
+        if len(runs) > TOP_STARTS:
             # rank starts by the first token after the opening quote; score the best in full
             after_quote = self.engine.score(quote, base)[len(quote) - 1]
-            strings.sort(key=lambda g: -float(after_quote[self._tokens(g.pieces[0])[0]]))
-            strings = strings[:TOP_STARTS]
-        scored: list[tuple[float, Candidate]] = []
-        for group in others:
-            scored += self._score(group, base, [], self.engine.value_end, allowed)
-        for group in strings:
+            runs.sort(key=lambda g: -float(after_quote[self._tokens(g.pieces[0])[0]]))
+            runs = runs[:TOP_STARTS]
+        for group in runs:
             scored += self._score(group, base, quote, self.engine.string_end, allowed)
         return max(scored, key=lambda pair: pair[0])[1]
+
+    def _beam(
+        self,
+        candidates: list[Candidate],
+        base: Row,
+        quote: list[int],
+        allowed: Callable[[Candidate], bool],
+    ) -> list[tuple[float, Candidate]]:
+        """Score short candidates by a beam search over the tree of their tokens.
+
+        Every token of a candidate counts (in `94.19` the last digits matter as much as
+        the first), but a prefix only the likeliest BEAM_WIDTH share of is followed:
+        each followed prefix costs a pass through the output layer, the dear part.
+        A prefix that only one candidate continues is scored to its end in one pass.
+        """
+        entries = []
+        for candidate in candidates:
+            if not allowed(candidate):
+                continue
+            text = candidate.json_text
+            if text.startswith('"'):
+                pieces, ends = quote + self.engine.tokenize(text[1:-1]), self.engine.string_end
+            else:
+                pieces, ends = self.engine.tokenize(text), self.engine.value_end
+            entries.append((tuple(pieces[:MAX_CANDIDATE_TOKENS]), ends, candidate))
+        results: list[tuple[float, Candidate]] = []
+        live: list[tuple[float, tuple[int, ...], Row]] = [(0.0, (), base)]
+        while live:
+            children: dict[tuple[int, ...], float] = {}
+            for score, prefix, row in live:
+                below = [e for e in entries if e[0][: len(prefix)] == prefix]
+                depth = len(prefix)
+                if len(below) == 1 and len(below[0][0]) > depth + 1:
+                    tokens, ends, candidate = below[0]
+                    rows = self.engine.score(tokens, base, range(depth, len(tokens)))
+                    rows[depth - 1] = row
+                    total = score + sum(
+                        float(rows[i - 1][tokens[i]]) for i in range(depth, len(tokens))
+                    )
+                    closing = float(np.logaddexp.reduce(rows[len(tokens) - 1][ends]))
+                    results.append((total + closing, candidate))
+                    continue
+                for tokens, ends, candidate in below:
+                    if len(tokens) == depth:
+                        closing = float(np.logaddexp.reduce(row[ends]))
+                        results.append((score + closing, candidate))
+                    else:
+                        child = (*prefix, tokens[depth])
+                        children[child] = score + float(row[tokens[depth]])
+            best = max((r[0] for r in results), default=-np.inf)
+            ranked = sorted(
+                (item for item in children.items() if item[1] > best), key=lambda i: -i[1]
+            )[:BEAM_WIDTH]
+            live = []
+            for prefix, score in ranked:
+                row = self.engine.score(prefix, base, [len(prefix) - 1])[len(prefix) - 1]
+                live.append((score, prefix, row))
+        return results
 
     def _tokens(self, text: str) -> list[int]:
         return self.engine.tokenize(text) or [0]
@@ -296,8 +363,10 @@ class GroundedExtractor:
 
         A member's score is the log-probability of its tokens plus that of a token that
         closes it (a quote for strings; a comma, brace or space for other values). Only
-        the first tokens of each line are scored: past them the model is copying, every
-        candidate alike, and each scored token costs a pass over the whole vocabulary.
+        the first tokens of each line or phrase are scored: past them the model is
+        copying, every candidate alike, and each scored token costs a pass over the
+        whole vocabulary. (Scoring only where a member starts and where it stops was
+        measured too: it loses the few addresses this finds.)
         """
         tokens = list(lead)
         starts, bounds = [], []
@@ -411,6 +480,16 @@ def _in_range(number: float, node: dict[str, Any]) -> bool:
         return False
     step = node.get("multipleOf")
     return not step or abs(number / step - round(number / step)) < 1e-9
+
+
+def _phrases(line: str) -> list[tuple[int, int]]:
+    """Where each phrase of a line begins and ends: a bracketed aside starts a new one."""
+    cuts = [m.start() for m in re.finditer(r"\s+(?=[(\[])", line) if m.start() > 0]
+    starts = [0, *cuts]
+    return [
+        (begin, len(line[:stop].rstrip()))
+        for begin, stop in zip(starts, [*cuts, len(line)], strict=True)
+    ]
 
 
 def _lines(document: str) -> list[tuple[int, int, int, str]]:
