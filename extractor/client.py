@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, overload
 
 import tenacity
 
@@ -41,6 +49,8 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from extractor.batch.runner import BatchResult
+
 __all__ = ["Client"]
 
 logger = logging.getLogger("extractor")
@@ -66,6 +76,20 @@ class _Plan:
     max_retries: int
     instructions: str | None
     params: dict[str, Any]
+
+
+class Pacer(Protocol):
+    """Paces the requests of many extractions (a batch job's rate limits): see `_adeliver`."""
+
+    async def send(
+        self,
+        post: Callable[[httpx.AsyncClient, Endpoint, Any], Awaitable[Any]],
+        client: httpx.AsyncClient,
+        endpoint: Endpoint,
+        body: Any,
+    ) -> Any:
+        """Wait for a turn, then `post(client, endpoint, body)`; learn from the outcome."""
+        ...
 
 
 class Client:
@@ -174,14 +198,23 @@ class Client:
     ) -> Extraction[dict[str, Any]]: ...
     async def aextract_result(self, target: Any, document: str, **options: Any) -> Extraction[Any]:
         """The async form of `extract_result`."""
-        plan = self._plan(target, document, options)
-        attempts: list[Attempt] = []
+        return await self._arun(self._plan(target, document, options))
+
+    async def _arun(
+        self, plan: _Plan, pacer: Pacer | None = None, attempts: list[Attempt] | None = None
+    ) -> Extraction[Any]:
+        """Drive the extraction loop on the event loop (batch jobs pass a `pacer`).
+
+        `attempts`, if given, fills with the answers as they come, so a caller still has
+        them when the call fails on the transport.
+        """
+        attempts = [] if attempts is None else attempts
         conversation = _conversation(plan, attempts)
         try:
             mode, body = next(conversation)
             while True:
                 try:
-                    payload = await self._adeliver(plan, mode, body, attempts)
+                    payload = await self._adeliver(plan, mode, body, attempts, pacer)
                 except APIError as exc:
                     mode, body = conversation.throw(exc)
                 else:
@@ -189,6 +222,48 @@ class Client:
         except StopIteration as done:
             result: Extraction[Any] = done.value
             return result
+
+    def extract_many(
+        self,
+        target: Any,
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Any,
+    ) -> Iterator[BatchResult[Any]]:
+        """Extract a record from each document, `concurrency` at a time; yield as each finishes.
+
+        `documents` is an iterable of texts (ids are their positions), of `(id, text)`
+        pairs, of `extractor.batch.Document`s, or a mapping of id to text; it is read
+        lazily, and results are not kept, so memory stays flat however many there are.
+        Each `BatchResult` carries the id and either the `Extraction` or the error: a
+        bad document fails alone. `rpm` and `tpm` cap requests and tokens per minute;
+        a 429 slows every request down. Options are those of `extract`.
+        """
+        from extractor.batch.runner import extract_many
+
+        return extract_many(
+            self, target, documents, concurrency=concurrency, rpm=rpm, tpm=tpm, options=options
+        )
+
+    def aextract_many(
+        self,
+        target: Any,
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Any,
+    ) -> AsyncIterator[BatchResult[Any]]:
+        """The async form of `extract_many`: `async for result in client.aextract_many(...)`."""
+        from extractor.batch.runner import aextract_many
+
+        return aextract_many(
+            self, target, documents, concurrency=concurrency, rpm=rpm, tpm=tpm, options=options
+        )
 
     def check(self, target: Any, **options: Any) -> str:
         """Raise now what the first extraction would raise for its set-up; send nothing.
@@ -285,13 +360,17 @@ class Client:
 
         import httpx
 
+        from extractor.pool import PooledTransport
+
         loop = asyncio.get_running_loop()
         if self._ahttp is None or self._ahttp[0] is not loop:
-            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool
+            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool.
+            # PooledTransport: httpx's single pool slows down badly with many connections
+            transport = self._async_transport or PooledTransport()
             self._ahttp = (
                 loop,
                 httpx.AsyncClient(
-                    transport=self._async_transport, timeout=self.timeout, follow_redirects=False
+                    transport=transport, timeout=self.timeout, follow_redirects=False
                 ),
             )
         return self._ahttp[1]
@@ -308,9 +387,18 @@ class Client:
         return retrying(post, self._sync_client(), plan.endpoint, body)
 
     async def _adeliver(
-        self, plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]
+        self,
+        plan: _Plan,
+        mode: str,
+        body: dict[str, Any],
+        attempts: list[Attempt],
+        pacer: Pacer | None = None,
     ) -> Any:
-        """The async twin of `_deliver`; an in-process model runs off the event loop."""
+        """The async twin of `_deliver`; an in-process model runs off the event loop.
+
+        A `pacer` wraps every try of the request, retries included, so a batch job's
+        rate limits see each one and learn of each 429.
+        """
         if plan.endpoint.provider.in_process:
             import asyncio
 
@@ -318,6 +406,8 @@ class Client:
         from extractor.transport import apost
 
         retrying = self.retry.async_retrying(_log_retry)
+        if pacer is not None:
+            return await retrying(pacer.send, apost, self._async_client(), plan.endpoint, body)
         return await retrying(apost, self._async_client(), plan.endpoint, body)
 
 
