@@ -66,7 +66,8 @@ def extractable(cls: C, /) -> C: ...
 @overload
 def extractable(cls: None = None, /, **options: Any) -> Callable[[C], C]: ...
 def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]:
-    """Give a model class `extract`, `aextract`, `extract_result` and `aextract_result`.
+    """Give a model class `extract`, `aextract`, `extract_result`, `aextract_result`,
+    `extract_many` and `aextract_many`.
 
     Works bare (`@extractable`) or with defaults (`@extractable(model=..., max_retries=2,
     temperature=0)`); every default can be overridden per call. Options are checked here,
@@ -92,17 +93,28 @@ def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]
         async def aextract_result(klass: type[T], document: str, **overrides: Any) -> Extraction[T]:
             return await default_client().aextract_result(klass, document, **merged(overrides))
 
+        def extract_many(klass: type[T], documents: Any, **overrides: Any) -> Any:
+            return default_client().extract_many(klass, documents, **merged(overrides))
+
+        def aextract_many(klass: type[T], documents: Any, **overrides: Any) -> Any:
+            return default_client().aextract_many(klass, documents, **merged(overrides))
+
         methods: tuple[tuple[str, Callable[..., Any]], ...] = (
             ("extract", extract_),
             ("extract_result", extract_result),
             ("aextract", aextract_),
             ("aextract_result", aextract_result),
+            ("extract_many", extract_many),
+            ("aextract_many", aextract_many),
         )
         for name, function in methods:
             function.__name__ = name
             function.__qualname__ = f"{target.__qualname__}.{name}"
             function.__doc__ = (
-                f"{name.replace('_', ' ')} a {target.__name__} from a document "
+                f"{name.replace('_', ' ')} {target.__name__} records from documents, "
+                "concurrently (see `Client.extract_many`; options override the decorator's)."
+                if name.endswith("_many")
+                else f"{name.replace('_', ' ')} a {target.__name__} from a document "
                 "(options override the decorator's)."
             )
             setattr(target, name, classmethod(function))

@@ -9,6 +9,7 @@ tenacity inside the generator, with its own budget, so the two loops never mix.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import (
     AsyncIterator,
@@ -59,6 +60,11 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = 120.0
 DEFAULT_MAX_RETRIES: Final = 2
+
+#: What providers say when a prompt exceeds the model's context (OpenAI, Mistral, vLLM, ...).
+_TOO_LONG: Final = re.compile(
+    r"context[ _]length|maximum context|context window|too many tokens|prompt is too long", re.I
+)
 
 #: Modes that `auto` found rejected, per (base URL, model): the next call starts past them.
 _mode_memory: dict[tuple[str, str], str] = {}
@@ -434,6 +440,8 @@ def _auto_modes(endpoint: Endpoint) -> tuple[str, ...]:
 def _rejects_mode(exc: APIError) -> bool:
     """Whether the server refused the request's shape (the mode), not the request itself."""
     if not isinstance(exc, APIStatusError):
+        return False
+    if _TOO_LONG.search(exc.body):  # the document is too long, in any mode: no fallback
         return False
     if exc.status in (400, 422):
         return True
