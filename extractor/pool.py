@@ -2,12 +2,12 @@
 
 httpx 0.28's connection pool (httpcore) matches every waiting request against every
 connection it holds, on every request and every response: the work grows with the
-square of the connections. At 100 concurrent requests this costs more CPU than
-everything else a request does (measured in benchmarks/RESULTS.md, `## batch`: 1,000
-requests at concurrency 100 against a server answering in 100 ms take 1.8 s with the
-default limits, and 13 s with 100 keep-alive connections, where 1.0 s is ideal). Ten
-pools of ten connections each do a hundredth of that matching, and reach 88% of the
-ideal where the aiohttp transport reaches 89%, without a new dependency.
+square of the connections. At concurrency 100 it costs more CPU than everything else
+a request does: 1,000 requests against a loopback server answering in 100 ms take
+about 1.8 s with httpx's default limits and 9 to 13 s with 100 keep-alive connections,
+where 1.0 s is ideal (`benchmarks/batch.py`, part A). Twenty pools of five connections
+do a twentieth of that matching and keep up with the aiohttp transport, without a new
+dependency.
 
 Each request goes to the pool with the fewest requests in flight, so no pool queues
 while another has room.
@@ -15,7 +15,9 @@ while another has room.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
@@ -23,8 +25,23 @@ import httpx
 
 __all__ = ["PooledTransport"]
 
-#: Connections per pool: small enough that httpcore's matching stays cheap.
-CONNECTIONS_PER_POOL: Final = 10
+#: Connections per pool: small enough that httpcore's matching stays cheap (5 used 10%
+#: less CPU than 10 at the same throughput; 1 queued requests behind busy connections).
+CONNECTIONS_PER_POOL: Final = 5
+
+
+def _mark_sniffio_absent() -> None:
+    """Make httpcore's per-request `import sniffio` fail fast where sniffio is not installed.
+
+    httpcore 1.0 imports sniffio inside every async request to learn the event loop, and
+    falls back to asyncio when that fails. Newer anyio no longer brings sniffio, and a
+    failed import is not cached: each one searches the whole `sys.path` again, about a
+    third of a batch's CPU (measured: 1.23 ms per document against 0.87 ms). `None` in
+    `sys.modules` is Python's own marker for "known to be absent": the import still
+    fails, as it would anyway, without the search.
+    """
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]  # the import system's marker
 
 
 class _Released(httpx.AsyncByteStream):
@@ -51,7 +68,7 @@ class _Released(httpx.AsyncByteStream):
 
 
 class PooledTransport(httpx.AsyncBaseTransport):
-    """An async transport over `ceil(max_connections / 10)` httpx pools, least loaded first.
+    """An async transport over `ceil(max_connections / 5)` httpx pools, least loaded first.
 
     `max_connections` bounds the open connections over all pools, as
     `httpx.Limits(max_connections=...)` does for one; requests beyond it wait in a pool.
@@ -60,6 +77,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
     def __init__(self, max_connections: int = 100, *, keepalive_expiry: float = 5.0) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be 1 or more, not {max_connections}")
+        _mark_sniffio_absent()
         count = math.ceil(max_connections / CONNECTIONS_PER_POOL)
         each = math.ceil(max_connections / count)
         limits = httpx.Limits(
