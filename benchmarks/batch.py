@@ -50,14 +50,14 @@ SHARE_GOAL = 0.90
 RSS_GOAL = 0.20
 VERSIONED = ("extractor", "httpx", "httpcore", "instructor", "openai", "httpx-aiohttp", "aiohttp")
 RECORD = {"name": "Ann Lee", "age": 41}
-SCHEMA_FILE = '''\
+SCHEMA_FILE = """\
 from pydantic import BaseModel
 
 
 class Contact(BaseModel):
     name: str
     age: int
-'''
+"""
 
 
 class Contact(BaseModel):
@@ -108,9 +108,7 @@ class Run:
         return self.ideal / self.seconds if self.seconds else None
 
 
-async def timed(
-    name: str, ideal: float, expected: int, body: Callable[[], Awaitable[int]]
-) -> Run:
+async def timed(name: str, ideal: float, expected: int, body: Callable[[], Awaitable[int]]) -> Run:
     wall, cpu = time.perf_counter(), time.process_time()
     ok = await body()
     seconds, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -251,8 +249,8 @@ def measure_throughput(
         instructor_note = "instructor not installed"
     else:
         instructor_note = ""
-        contenders["instructor 1.x, `asyncio.gather` + `Semaphore`"] = lambda: (
-            instructor_gather(url, count, concurrency)
+        contenders["instructor 1.x, `asyncio.gather` + `Semaphore`"] = lambda: instructor_gather(
+            url, count, concurrency
         )
     runs = []
     for name, body in contenders.items():
@@ -319,9 +317,7 @@ def mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def build_section(
-    args: argparse.Namespace, parts: dict[str, Any], command: str
-) -> str:
+def build_section(args: argparse.Namespace, parts: dict[str, Any], command: str) -> str:
     lines = [
         f"## {SECTION}",
         "",

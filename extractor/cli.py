@@ -1,11 +1,12 @@
-"""The `extractor` command: extract records from text files, or print a compiled schema.
+"""The `extractor` command: extract records from text files, run a batch job, print a schema.
 
     extractor extract schemas/receipt.py:Receipt samples/receipts/*.txt --model openai/gpt-4o-mini
+    extractor batch schemas/receipt.py:Receipt samples/receipts -o receipts.jsonl
     extractor schema schemas.invoice:Invoice --dialect openai-strict
 
 Exit status: 0 all good; 1 some file gave no record, or the schema cannot be expressed
 (`SchemaError`); 2 a usage or configuration error (bad flag, unloadable SCHEMA, missing
-file, unknown parameter, no model or key); 130 interrupted.
+file, unknown parameter, no model or key); 3 a batch stopped by --max-cost; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ _PARAM_HELP: Final = (
 _MAIN_EPILOG: Final = """\
 example:
   extractor extract schemas/contact.py:Contact samples/contacts/ann.txt --model openai/gpt-4o-mini
+  extractor batch schemas/receipt.py:Receipt samples/receipts -o receipts.jsonl
   extractor schema schemas.invoice:Invoice --dialect openai-strict
 
 Run `extractor COMMAND --help` for the options of each command."""

@@ -527,6 +527,7 @@ def test_cli_batch_runs_resumes_and_reports(
     err = capsys.readouterr().err
     assert code == 1  # the empty document is a failure
     assert "complete: 5 extracted, 1 failed" in err
+    assert "\x1b[K" not in err  # stderr is not a terminal: a summary, no progress line
     assert "cut off a torn last line" in err
     report = json.loads(summary_path.read_text())
     assert report["documents"] == {
@@ -616,3 +617,41 @@ def test_ctrl_c_finishes_in_flight_documents_and_the_rerun_completes(
     assert rerun.returncode == 0, rerun.stderr
     done, failed = exactly_once(out, tmp_path / "out.failures.jsonl")
     assert sorted(done) == ids and failed == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX-only")
+def test_progress_shows_on_a_terminal(server: ChatServer, tmp_path: Path) -> None:
+    import pty
+
+    server.handler = lambda request: Delay(0.25, person_answer(request))
+    source, out = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
+    write_jsonl(source, 8)
+    argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
+    primary, secondary = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "extractor", *argv, "--concurrency", "2"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    shown = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+        child.wait(timeout=30)
+    text = shown.decode()
+    assert child.returncode == 0
+    progress = [line for line in text.split("\r\x1b[K") if " of 8 · " in line]
+    assert progress, text
+    assert any("0 failed · " in line and "/s · " in line and "left" in line for line in progress)
+    assert "complete: 8 extracted, 0 failed" in text

@@ -118,7 +118,7 @@ class Summary:
         lines = [
             f"{self.status}: {self.done:,} extracted, {self.failed:,} failed"
             + (f", {self.abandoned:,} abandoned (they run next time)" if self.abandoned else "")
-            + f" in {_duration(self.elapsed_s)} ({self.per_second:,.1f}/s)",
+            + f" in {_duration(self.elapsed_s)} ({_rate(self.per_second)})",
         ]
         if self.skipped:
             earlier = f", {self.failed_before:,} of them failures" if self.failed_before else ""
@@ -145,7 +145,7 @@ class Summary:
         parts = [f"{finished:,}" + (f" of {self.remaining_total:,}" if self.total else "")]
         parts.append(f"{self.failed:,} failed")
         rate = self.per_second
-        parts.append(f"{rate:,.1f}/s")
+        parts.append(_rate(rate))
         parts.append(f"{_tokens(self.usage.total_tokens)} tokens")
         if self.usage.cost is not None:
             parts.append(f"${self.usage.cost:,.4f}")
@@ -169,6 +169,12 @@ def _duration(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def _rate(per_second: float) -> str:
+    if 0 < per_second < 1:
+        return f"{1 / per_second:,.1f} s each"
+    return f"{per_second:,.1f}/s"
 
 
 def _tokens(count: int) -> str:
