@@ -128,7 +128,7 @@ def transports() -> dict[str, Callable[[], httpx.AsyncBaseTransport | None]]:
         "httpx AsyncClient, 100 connections kept alive": lambda: httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
         ),
-        "extractor PooledTransport (10 pools x 10 connections)": PooledTransport,
+        "extractor PooledTransport (20 pools x 5 connections)": PooledTransport,
     }
     try:
         import aiohttp
@@ -178,10 +178,12 @@ def measure_transports(url: str, count: int, concurrency: int, latency: float) -
 # --- part B: throughput -------------------------------------------------------------------------
 
 
-async def extractor_many(url: str, count: int, concurrency: int) -> int:
+async def extractor_many(
+    url: str, count: int, concurrency: int, transport: httpx.AsyncBaseTransport
+) -> int:
     from extractor import Client
 
-    async with Client("openai/bench", base_url=url) as client:
+    async with Client("openai/bench", base_url=url, async_transport=transport) as client:
         await client.aextract(Contact, text_of(-1))  # warm: schema compiled, pool open
         documents = ((i, text_of(i)) for i in range(count))
         ok = 0
@@ -193,7 +195,7 @@ async def extractor_many(url: str, count: int, concurrency: int) -> int:
 async def extractor_job(url: str, count: int, concurrency: int, folder: Path) -> int:
     from extractor import Client
     from extractor.batch import BatchJob, open_source
-    from extractor.pool import PooledTransport
+    from extractor.pool import default_async_transport
 
     source = folder / "throughput.jsonl"
     write_documents(source, count)
@@ -201,7 +203,7 @@ async def extractor_job(url: str, count: int, concurrency: int, folder: Path) ->
     client = Client(
         "openai/bench",
         base_url=url,
-        async_transport=PooledTransport(max_connections=concurrency),
+        async_transport=default_async_transport(max_connections=concurrency),
     )
     job = BatchJob(
         client, Contact, open_source(str(source)), out, concurrency=concurrency, restart=True
@@ -236,13 +238,22 @@ async def instructor_gather(url: str, count: int, concurrency: int) -> int:
 def measure_throughput(
     url: str, count: int, concurrency: int, latency: float, folder: Path
 ) -> list[Run]:
+    from extractor.pool import PooledTransport, default_async_transport
+
     ideal = count / concurrency * latency
+    default = type(default_async_transport()).__name__
     contenders: dict[str, Callable[[], Awaitable[int]]] = {
-        "extractor `aextract_many`": lambda: extractor_many(url, count, concurrency),
-        "extractor `BatchJob` (what `extractor batch` runs; writes the output file)": lambda: (
-            extractor_job(url, count, concurrency, folder)
+        "extractor `aextract_many`, PooledTransport": lambda: extractor_many(
+            url, count, concurrency, PooledTransport(concurrency)
         ),
     }
+    if default != "PooledTransport":
+        contenders["extractor `aextract_many`, httpx-aiohttp (the `aiohttp` extra)"] = lambda: (
+            extractor_many(url, count, concurrency, default_async_transport(concurrency))
+        )
+    contenders[f"extractor `BatchJob` (what `extractor batch` runs), {default}"] = lambda: (
+        extractor_job(url, count, concurrency, folder)
+    )
     try:
         import instructor  # noqa: F401  # only to know whether it can run
     except ImportError:

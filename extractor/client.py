@@ -366,13 +366,13 @@ class Client:
 
         import httpx
 
-        from extractor.pool import PooledTransport
+        from extractor.pool import default_async_transport
 
         loop = asyncio.get_running_loop()
         if self._ahttp is None or self._ahttp[0] is not loop:
-            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool.
-            # PooledTransport: httpx's single pool slows down badly with many connections
-            transport = self._async_transport or PooledTransport()
+            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool,
+            # through a transport that keeps up with many connections (see extractor.pool)
+            transport = self._async_transport or default_async_transport()
             self._ahttp = (
                 loop,
                 httpx.AsyncClient(

@@ -18,7 +18,7 @@ from extractor.batch.sources import SourceError, open_source
 from extractor.batch.store import StoreError
 from extractor.client import Client
 from extractor.params import check_params
-from extractor.pool import PooledTransport
+from extractor.pool import default_async_transport
 
 __all__ = ["EXIT_MAX_COST", "run"]
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, target: Any) -> int:
         base_url=args.base_url,
         mode=args.mode,
         max_retries=args.max_retries,
-        async_transport=PooledTransport(max_connections=args.concurrency),
+        async_transport=default_async_transport(max_connections=args.concurrency),
         **params,
     )
     try:
