@@ -655,3 +655,45 @@ def test_progress_shows_on_a_terminal(server: ChatServer, tmp_path: Path) -> Non
     assert progress, text
     assert any("0 failed · " in line and "/s · " in line and "left" in line for line in progress)
     assert "complete: 8 extracted, 0 failed" in text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX-only")
+def test_a_second_ctrl_c_abandons_documents_in_flight(server: ChatServer, tmp_path: Path) -> None:
+    arrived = threading.Semaphore(0)
+
+    def stall(request: RecordedRequest) -> Item:
+        arrived.release()
+        return Delay(30.0, person_answer(request))  # cut short when the server stops
+
+    server.handler = stall
+    source, out = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
+    ids = write_jsonl(source, 5)
+    argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "extractor", *argv, "--concurrency", "2"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    with child:
+        try:
+            assert arrived.acquire(timeout=20) and arrived.acquire(timeout=20)
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=20)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert child.returncode == 130
+    assert "interrupted: 0 extracted, 0 failed, 2 abandoned (they run next time)" in err
+    assert read_lines(out) == [] and len(server.requests) == 2
+
+    server.handler = person_answer
+    assert main(argv) == 0
+    done, failed = exactly_once(out, tmp_path / "out.failures.jsonl")
+    assert sorted(done) == ids and failed == []

@@ -69,8 +69,9 @@ class Summary:
     #: Of the skipped documents, those the failures file holds from an earlier run.
     failed_before: int = 0
     abandoned: int = 0
-    #: Documents in the input, when known (for the time left).
+    #: Documents in the input, when known, and those the files held at the start (time left).
     total: int | None = None
+    already: int = 0
     usage: Usage = field(default_factory=Usage)
     rate_limited: int = 0
     repaired: dict[str, int] = field(default_factory=dict)
@@ -157,7 +158,7 @@ class Summary:
     @property
     def remaining_total(self) -> int:
         """Documents this run has to do: the input less what earlier runs did."""
-        return max((self.total or 0) - self.skipped - self.duplicates, 0)
+        return max((self.total or 0) - self.already - self.duplicates, 0)
 
 
 def _duration(seconds: float) -> str:
@@ -225,6 +226,7 @@ class BatchJob:
         self._dump = compile_schema(target).dump
         self._window: Window | None = None
         self._interrupts = 0
+        self._grace_timer: asyncio.TimerHandle | None = None
         self._no_cost_warned = False
 
     def run(self) -> Summary:
@@ -236,6 +238,7 @@ class BatchJob:
         self.client.check(self.target, **self.options)
         store = Store(self.output, self.failures, restart=self.restart)
         self.summary.repaired = dict(store.repaired)
+        self.summary.already = len(store.done)
         loop = asyncio.get_running_loop()
         window = Window(
             self.client,
@@ -257,6 +260,8 @@ class BatchJob:
                 ):
                     self.summary.status = "complete"
             finally:
+                if self._grace_timer is not None:
+                    self._grace_timer.cancel()
                 if ticker is not None:
                     ticker.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -282,7 +287,7 @@ class BatchJob:
                 f"stopping: finishing {window.in_flight} document(s) in flight "
                 f"(up to {self.grace:g} s; Ctrl-C again to leave them for the next run)"
             )
-            asyncio.get_running_loop().call_later(self.grace, self._abandon)
+            self._grace_timer = asyncio.get_running_loop().call_later(self.grace, self._abandon)
         else:
             self._abandon()
 
@@ -326,7 +331,7 @@ class BatchJob:
                 continue
             if doc_id in seen:
                 summary.duplicates += 1
-                logger.warning(
+                logger.info(
                     "%s: id %r appears again; only its first document runs",
                     self.source.name,
                     doc_id,

@@ -79,7 +79,7 @@ def scan(path: Path, *, repair: bool = True) -> Scan:
                 writable.truncate(torn_at)
                 writable.flush()
                 os.fsync(writable.fileno())
-            logger.warning(
+            logger.info(  # the job's summary says so too
                 "%s: cut off a torn last line (%d bytes) left by an interrupted run; "
                 "its document will run again",
                 path,
