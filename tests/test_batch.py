@@ -697,3 +697,18 @@ def test_a_second_ctrl_c_abandons_documents_in_flight(server: ChatServer, tmp_pa
     assert main(argv) == 0
     done, failed = exactly_once(out, tmp_path / "out.failures.jsonl")
     assert sorted(done) == ids and failed == []
+
+
+def test_cli_max_cost_exits_3_and_a_rerun_goes_on(
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.02}
+    server.handler = lambda request: person_answer(request, usage=usage)
+    source, out = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
+    ids = write_jsonl(source, 6)
+    argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
+    assert main([*argv, "--concurrency", "1", "--max-cost", "0.05"]) == 3
+    err = capsys.readouterr().err
+    assert "stopped at --max-cost: 3 extracted" in err and "cost $0.0600" in err
+    assert main(argv) == 0
+    assert sorted(exactly_once(out, tmp_path / "out.failures.jsonl")[0]) == ids

@@ -116,8 +116,9 @@ class Summary:
 
     def text(self) -> str:
         """The summary a person reads at the end."""
+        status = "stopped at --max-cost" if self.status == "max_cost" else self.status
         lines = [
-            f"{self.status}: {self.done:,} extracted, {self.failed:,} failed"
+            f"{status}: {self.done:,} extracted, {self.failed:,} failed"
             + (f", {self.abandoned:,} abandoned (they run next time)" if self.abandoned else "")
             + f" in {_duration(self.elapsed_s)} ({_rate(self.per_second)})",
         ]
