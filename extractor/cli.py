@@ -135,11 +135,13 @@ answers after every re-ask, ...):
 
 Resume is the default: rerunning skips every id already in either file, so after a
 crash, Ctrl-C or kill -9 each document still ends up exactly once in one of them.
-Delete the failures file (or its lines) to try those documents again; --restart
-starts over. Ctrl-C starts no new document and gives those in flight 10 s (a second
-Ctrl-C leaves them for the next run). A 429 slows the whole job: every request waits
-out the Retry-After, and concurrency halves, then grows back. --max-cost needs a
-provider that reports cost (OpenRouter does).
+--retry-failures runs the documents of the failures file again; --restart starts over.
+Ctrl-C starts no new document and gives those in flight 10 s (a second Ctrl-C leaves
+them for the next run). A 429 slows the whole job: every request waits out the
+Retry-After, and concurrency halves, then grows back. After 20 documents in a row fail
+on the transport (every retry spent: the provider is down or refusing), the job stops
+rather than fail the rest of the input. --max-cost needs a provider that reports cost
+(OpenRouter does).
 
 Progress goes to stderr when it is a terminal; the summary always does.
 
@@ -260,6 +262,7 @@ def _add_batch(commands: Any) -> None:
     add("--id-field", default="id", metavar="F", help="JSONL/CSV id field (default: id)")
     add("--text-field", default="text", metavar="F", help="JSONL/CSV text field (default: text)")
     add("--restart", action="store_true", help="delete OUT and the failures file; start over")
+    add("--retry-failures", action="store_true", help="delete the failures file; run them again")
     add("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")
     _add_model_options(batch)
     _add_verbose(batch, default=argparse.SUPPRESS)

@@ -712,3 +712,23 @@ def test_cli_max_cost_exits_3_and_a_rerun_goes_on(
     assert "stopped at --max-cost: 3 extracted" in err and "cost $0.0600" in err
     assert main(argv) == 0
     assert sorted(exactly_once(out, tmp_path / "out.failures.jsonl")[0]) == ids
+
+
+def test_a_failing_provider_stops_the_job_and_retry_failures_runs_them_again(
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.handler = lambda request: Fault(503)
+    source, out = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
+    failures = tmp_path / "out.failures.jsonl"
+    ids = write_jsonl(source, 30)
+    summary = make_job(server, str(source), out, concurrency=1).run()
+    assert (summary.status, summary.done, summary.failed) == ("provider_failing", 0, 20)
+    assert "stopped: the provider keeps failing" in summary.text()
+    assert len(read_lines(failures)) == 20 and read_lines(out) == []  # 10 never started
+
+    server.handler = person_answer
+    argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
+    assert main([*argv, "--retry-failures"]) == 0
+    assert "complete: 30 extracted, 0 failed" in capsys.readouterr().err
+    done, failed = exactly_once(out, failures)
+    assert sorted(done) == ids and failed == []

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace, target: Any) -> int:
             tpm=args.tpm,
             max_cost=args.max_cost,
             restart=args.restart,
+            retry_failures=args.retry_failures,
             progress=sys.stderr if sys.stderr.isatty() else None,
         )
         summary = job.run()

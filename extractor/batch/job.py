@@ -31,6 +31,7 @@ from extractor.batch.limiter import Limiter
 from extractor.batch.runner import BatchResult, Window, release_pool
 from extractor.batch.sources import Document, Source
 from extractor.batch.store import Store
+from extractor.errors import APIError
 from extractor.result import Usage
 from extractor.schema import compile_schema
 
@@ -45,6 +46,9 @@ logger = logging.getLogger("extractor.batch")
 PROGRESS_INTERVAL: Final = 0.5
 #: Seconds documents in flight get to finish after the first Ctrl-C.
 DEFAULT_GRACE: Final = 10.0
+#: Documents in a row that fail on the transport (every retry spent) before the job
+#: stops: the provider is down or refusing, and going on would fail the whole input.
+TRANSPORT_FAILURES_TO_STOP: Final = 20
 
 
 def failures_path(output: Path) -> Path:
@@ -116,7 +120,10 @@ class Summary:
 
     def text(self) -> str:
         """The summary a person reads at the end."""
-        status = "stopped at --max-cost" if self.status == "max_cost" else self.status
+        status = {
+            "max_cost": "stopped at --max-cost",
+            "provider_failing": "stopped: the provider keeps failing",
+        }.get(self.status, self.status)
         lines = [
             f"{status}: {self.done:,} extracted, {self.failed:,} failed"
             + (f", {self.abandoned:,} abandoned (they run next time)" if self.abandoned else "")
@@ -207,6 +214,7 @@ class BatchJob:
         tpm: float | None = None,
         max_cost: float | None = None,
         restart: bool = False,
+        retry_failures: bool = False,
         options: Mapping[str, Any] | None = None,
         progress: TextIO | None = None,
         grace: float = DEFAULT_GRACE,
@@ -220,6 +228,7 @@ class BatchJob:
         self.limiter = Limiter(concurrency, rpm=rpm, tpm=tpm)
         self.max_cost = max_cost
         self.restart = restart
+        self.retry_failures = retry_failures
         self.options = dict(options or {})
         self.progress = progress
         self.grace = grace
@@ -228,6 +237,7 @@ class BatchJob:
         self._window: Window | None = None
         self._interrupts = 0
         self._grace_timer: asyncio.TimerHandle | None = None
+        self._transport_failures = 0
         self._no_cost_warned = False
 
     def run(self) -> Summary:
@@ -237,7 +247,9 @@ class BatchJob:
     async def arun(self, *, handle_signals: bool = False) -> Summary:
         """Run the job on the running loop; see the module doc for how it ends."""
         self.client.check(self.target, **self.options)
-        store = Store(self.output, self.failures, restart=self.restart)
+        store = Store(
+            self.output, self.failures, restart=self.restart, retry_failures=self.retry_failures
+        )
         self.summary.repaired = dict(store.repaired)
         self.summary.already = len(store.done)
         loop = asyncio.get_running_loop()
@@ -373,7 +385,21 @@ class BatchJob:
             store.write(line, ok=False)
             summary.failed += 1
             summary.failure_types[kind] = summary.failure_types.get(kind, 0) + 1
+        self._check_transport(result.error)
         self._check_cost(usage)
+
+    def _check_transport(self, error: BaseException | None) -> None:
+        if not isinstance(error, APIError):
+            self._transport_failures = 0
+            return
+        self._transport_failures += 1
+        if self._transport_failures == TRANSPORT_FAILURES_TO_STOP and self._window is not None:
+            self.summary.status = "provider_failing"
+            self._window.stop()
+            self._say(
+                f"stopping: {TRANSPORT_FAILURES_TO_STOP} documents in a row failed on the "
+                f"transport (last: {error}); fix the cause, then rerun with --retry-failures"
+            )
 
     def _check_cost(self, usage: Usage) -> None:
         if self.max_cost is None:

@@ -106,10 +106,13 @@ class Store:
     """The output and failures files of one job, open for appending.
 
     `done` maps every id already in either file to whether it holds a record (True) or
-    a failure (False): ids only, however large the files.
+    a failure (False): ids only, however large the files. `restart` empties both files;
+    `retry_failures` only the failures file, so those documents run again.
     """
 
-    def __init__(self, output: Path, failures: Path, *, restart: bool = False) -> None:
+    def __init__(
+        self, output: Path, failures: Path, *, restart: bool = False, retry_failures: bool = False
+    ) -> None:
         if output.resolve() == failures.resolve():
             raise StoreError(f"the output and failures files are the same file: {output}")
         for path in (output, failures):
@@ -120,8 +123,8 @@ class Store:
         self.failures = failures
         self.done: dict[Any, bool] = {}
         self.repaired: dict[str, int] = {}
-        if restart:
-            for path in (output, failures):
+        if restart or retry_failures:  # retry: the failed documents are pending again
+            for path in (output, failures) if restart else (failures,):
                 path.unlink(missing_ok=True)
         for path, ok in ((failures, False), (output, True)):  # a record wins over a failure
             found = scan(path)
