@@ -732,3 +732,49 @@ def test_a_failing_provider_stops_the_job_and_retry_failures_runs_them_again(
     assert "complete: 30 extracted, 0 failed" in capsys.readouterr().err
     done, failed = exactly_once(out, failures)
     assert sorted(done) == ids and failed == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX-only")
+def test_stdin_input_and_ctrl_c_while_the_pipe_is_silent(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    arrived = threading.Event()
+
+    def handle(request: RecordedRequest) -> Item:
+        arrived.set()
+        return person_answer(request)
+
+    server.handler = handle
+    out = tmp_path / "out.jsonl"
+    argv = batch_argv(server, "tests.test_batch:Person", "-", "-o", str(out))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "extractor", *argv],
+        cwd=ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    with child:
+        try:
+            assert child.stdin is not None
+            child.stdin.write(json.dumps({"id": "a", "text": "Ann is 30 years old."}) + "\n")
+            child.stdin.flush()  # and then nothing more: the pipe stays open
+            assert arrived.wait(20), "the child never sent its request"
+            deadline = time.monotonic() + 20
+            while not read_lines(out) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert read_lines(out), "the finished document waited for more input"
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=20)  # must not hang on the silent pipe
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert child.returncode == 130
+    assert "interrupted: 1 extracted, 0 failed" in err
+    assert read_lines(out) == [
+        {**read_lines(out)[0], "id": "a", "record": {"name": "Ann", "age": 30}}
+    ]

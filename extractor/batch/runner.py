@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,13 @@ def _document(doc_id: Any, text: Any) -> Document:
 _WAKE = object()
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """A document the reader thread read from a pipe (None: the input ended)."""
+
+    document: Document | None
+
+
 class Window:
     """At most `concurrency` documents in flight or waiting to be taken; see the module doc."""
 
@@ -124,9 +132,13 @@ class Window:
         self._concurrency = concurrency
         self._limiter = limiter
         self._options = dict(options)
+        self._reader: _Reader | None = None
         self._blocking = blocking
         self._tasks: set[asyncio.Task[BatchResult[Any]]] = set()
+        # finished results, and (from a pipe) arriving documents, in the order they come
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiting = 0  # results (or a fatal error) in the queue
+        self._asked = 0  # documents asked of the reader, not yet arrived
         self._stopping = False
         self._abandoned = False
         #: Whether every document of the input was read.
@@ -140,6 +152,7 @@ class Window:
     def stop(self) -> None:
         """Start no new document; the ones in flight finish."""
         self._stopping = True
+        self._queue.put_nowait(_WAKE)
 
     def abandon(self) -> int:
         """Stop, and cancel the documents in flight (none of them is reported); how many."""
@@ -152,50 +165,67 @@ class Window:
 
     async def results(self) -> AsyncIterator[BatchResult[Any]]:
         """Each document's result, in the order they complete."""
-        exhausted = False
         try:
             while True:
-                while (
-                    not exhausted
-                    and not self._stopping
-                    and len(self._tasks) + self._queue.qsize() < self._concurrency
+                self._fill()
+                if self._waiting == 0 and (
+                    self._abandoned or (not self._tasks and (self._stopping or self.exhausted))
                 ):
-                    document = await self._next()
-                    if document is None:
-                        exhausted = self.exhausted = True
-                    else:
-                        self._start(document)
-                if self._queue.empty() and (self._abandoned or not self._tasks):
                     return  # finished results are handed out even after `abandon`
                 item = await self._queue.get()
-                if item is _WAKE:
-                    continue
-                if isinstance(item, BaseException):
+                if isinstance(item, _Arrival):
+                    self._asked -= 1
+                    if item.document is None:
+                        self.exhausted = True
+                    elif not self._stopping:  # read after a stop: left for the next run
+                        self._start(item.document)
+                elif isinstance(item, BatchResult):
+                    self._waiting -= 1
+                    yield item
+                elif isinstance(item, BaseException):
+                    self._waiting -= 1
                     raise item
-                yield item
         finally:
             await self._cancel()
 
-    async def _next(self) -> Document | None:
-        if self._blocking:  # a pipe: wait for it off the event loop
-            return await asyncio.to_thread(next, self._documents, None)
-        return next(self._documents, None)
+    def _fill(self) -> None:
+        """Start documents while there is room; from a pipe, ask the reader for them."""
+        if self._stopping or self.exhausted:
+            return
+        if not self._blocking:
+            while len(self._tasks) + self._waiting < self._concurrency:
+                document = next(self._documents, None)
+                if document is None:
+                    self.exhausted = True
+                    return
+                self._start(document)
+            return
+        room = self._concurrency - len(self._tasks) - self._waiting - self._asked
+        if room > 0:
+            if self._reader is None:
+                self._reader = _Reader(self._documents, self._queue)
+            self._reader.ask(room)
+            self._asked += room
 
     def _start(self, document: Document) -> None:
         if document.problem is not None:
             error = DocumentError(document.problem)
-            self._queue.put_nowait(BatchResult(document.id, None, error, 0.0))
+            self._put(BatchResult(document.id, None, error, 0.0))
             return
         task = asyncio.ensure_future(self._one(document))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+
+    def _put(self, result: BatchResult[Any] | BaseException) -> None:
+        self._waiting += 1
+        self._queue.put_nowait(result)
 
     def _finished(self, task: asyncio.Task[BatchResult[Any]]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
         error = task.exception()
-        self._queue.put_nowait(error if error is not None else task.result())
+        self._put(task.result() if error is None else error)
 
     async def _one(self, document: Document) -> BatchResult[Any]:
         started = time.perf_counter()
@@ -225,6 +255,40 @@ class Window:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Reader:
+    """Reads a blocking source (a pipe) in a daemon thread, as many documents as asked.
+
+    Arrivals go into the window's queue beside the results, so a silent pipe never holds
+    back a finished result. A daemon thread, not the loop's executor: one stuck on a
+    silent pipe must not keep the process from exiting after Ctrl-C.
+    """
+
+    def __init__(self, documents: Iterator[Document], queue: asyncio.Queue[Any]) -> None:
+        self._documents = documents
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._wanted = threading.Semaphore(0)
+        threading.Thread(target=self._run, name="extractor-batch-reader", daemon=True).start()
+
+    def ask(self, count: int) -> None:
+        """Read `count` more documents."""
+        self._wanted.release(count)
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.acquire()
+            try:
+                item: Any = _Arrival(next(self._documents, None))
+            except BaseException as exc:  # raised on the loop, by `results`
+                item = exc
+            try:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody reads any more
+                return
+            if not isinstance(item, _Arrival) or item.document is None:
+                return
 
 
 async def aextract_many(
