@@ -247,6 +247,9 @@ class Client:
         Each `BatchResult` carries the id and either the `Extraction` or the error: a
         bad document fails alone. `rpm` and `tpm` cap requests and tokens per minute;
         a 429 slows every request down. Options are those of `extract`.
+
+        The requests run on a private event loop while you wait for the next result (in
+        async code, use `aextract_many`); a set-up mistake is raised here, at the call.
         """
         from extractor.batch.runner import extract_many
 

@@ -5,6 +5,7 @@
 - `limiter`: requests and tokens per minute, job-wide 429 backoff, adaptive concurrency.
 - `runner`: the bounded window of documents in flight; `extract_many`.
 - `job`: `BatchJob`, the file-based job behind `extractor batch`.
+- `command`: the `extractor batch` command itself (its options are in `extractor.cli`).
 
 `Client.extract_many` / `aextract_many` (and the same on `@extractable` classes) are the
 library's entry points; `extractor batch` is the command line's.
