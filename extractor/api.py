@@ -86,7 +86,8 @@ def extractable(cls: C, /) -> C: ...
 @overload
 def extractable(cls: None = None, /, **options: Any) -> Callable[[C], C]: ...
 def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]:
-    """Give a model class `extract`, `aextract`, `extract_result` and `aextract_result`.
+    """Give a model class `extract`, `aextract`, `extract_result`, `aextract_result`,
+    `extract_many` and `aextract_many`.
 
     It also gains `stream` / `astream` (partial instances, then the record) and
     `stream_items` / `astream_items` (a `list` of the class, each item once complete).
@@ -129,6 +130,12 @@ def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]
         ) -> AsyncExtractionStream[T]:
             return default_client().astream_items(list[klass], document, **merged(overrides))  # type: ignore[valid-type]
 
+        def extract_many(klass: type[T], documents: Any, **overrides: Any) -> Any:
+            return default_client().extract_many(klass, documents, **merged(overrides))
+
+        def aextract_many(klass: type[T], documents: Any, **overrides: Any) -> Any:
+            return default_client().aextract_many(klass, documents, **merged(overrides))
+
         methods: tuple[tuple[str, Callable[..., Any]], ...] = (
             ("extract", extract_),
             ("extract_result", extract_result),
@@ -138,12 +145,17 @@ def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]
             ("astream", astream),
             ("stream_items", stream_items),
             ("astream_items", astream_items),
+            ("extract_many", extract_many),
+            ("aextract_many", aextract_many),
         )
         for name, function in methods:
             function.__name__ = name
             function.__qualname__ = f"{target.__qualname__}.{name}"
             function.__doc__ = (
-                f"{name.replace('_', ' ')} a {target.__name__} from a document "
+                f"{name.replace('_', ' ')} {target.__name__} records from documents, "
+                "concurrently (see `Client.extract_many`; options override the decorator's)."
+                if name.endswith("_many")
+                else f"{name.replace('_', ' ')} a {target.__name__} from a document "
                 "(options override the decorator's)."
             )
             setattr(target, name, classmethod(function))

@@ -1,11 +1,12 @@
-"""The `extractor` command: extract records from text files, or print a compiled schema.
+"""The `extractor` command: extract records from text files, run a batch job, print a schema.
 
     extractor extract schemas/receipt.py:Receipt samples/receipts/*.txt --model openai/gpt-4o-mini
+    extractor batch schemas/receipt.py:Receipt samples/receipts -o receipts.jsonl
     extractor schema schemas.invoice:Invoice --dialect openai-strict
 
 Exit status: 0 all good; 1 some file gave no record, or the schema cannot be expressed
 (`SchemaError`); 2 a usage or configuration error (bad flag, unloadable SCHEMA, missing
-file, unknown parameter, no model or key); 130 interrupted.
+file, unknown parameter, no model or key); 3 a batch stopped by --max-cost; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ _PARAM_HELP: Final = (
 _MAIN_EPILOG: Final = """\
 example:
   extractor extract schemas/contact.py:Contact samples/contacts/ann.txt --model openai/gpt-4o-mini
+  extractor batch schemas/receipt.py:Receipt samples/receipts -o receipts.jsonl
   extractor schema schemas.invoice:Invoice --dialect openai-strict
 
 Run `extractor COMMAND --help` for the options of each command."""
@@ -112,6 +114,40 @@ tokens and attempts count failed documents too.
 exit status: 0 the run completed (whatever the scores); 1 the provider's dialect cannot
 express SCHEMA; 2 usage or configuration error, or a bad DATASET line (the message names
 it); 130 interrupted (-o keeps the lines of finished documents)."""
+_BATCH_EPILOG: Final = """\
+example:
+  extractor batch schemas/receipt.py:Receipt samples/receipts -o receipts.jsonl
+  extractor batch schemas.invoice:Invoice invoices.jsonl -o out.jsonl \\
+      --model openrouter/mistralai/mistral-large-2407 --concurrency 64 --rpm 600 --max-cost 5
+  cat docs.jsonl | extractor batch schemas.contact:Contact - -o contacts.jsonl
+
+INPUT: a folder (every file under it, recursively; the id is the path relative to it),
+a JSONL file (one {"id": ..., "text": ...} object a line), a CSV file with a header row
+(columns id and text), or - for JSONL on stdin. --id-field/--text-field rename the fields.
+
+OUT gets one JSON line per extracted document, as it finishes:
+  {"id", "record", "usage": {prompt_tokens, completion_tokens, total_tokens, cost},
+   "attempts", "model", "mode", "elapsed_s"}
+the failures file one line per document without a record (empty, not UTF-8, invalid
+answers after every re-ask, ...):
+  {"id", "error": {"type", "message"}, "attempts", "raw" (last answer), "usage", "model",
+   "elapsed_s"}
+
+Resume is the default: rerunning skips every id already in either file, so after a
+crash, Ctrl-C or kill -9 each document still ends up exactly once in one of them.
+--retry-failures runs the documents of the failures file again; --restart starts over.
+Ctrl-C starts no new document and gives those in flight 10 s (a second Ctrl-C leaves
+them for the next run). A 429 slows the whole job: every request waits out the
+Retry-After, and concurrency halves, then grows back. After 20 documents in a row fail
+on the transport (every retry spent: the provider is down or refusing), the job stops
+rather than fail the rest of the input. --max-cost needs a provider that reports cost
+(OpenRouter does).
+
+Progress goes to stderr when it is a terminal; the summary always does.
+
+exit status: 0 every document has a record; 1 some are in the failures file; 2 usage
+or configuration error; 3 stopped by --max-cost (rerun to continue); 130 interrupted
+(rerun to continue)."""
 
 
 class UsageError(Exception):
@@ -198,7 +234,62 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", action="store_true", help="print the figures as one JSON object")
     _add_verbose(evaluate, default=argparse.SUPPRESS)
     evaluate.set_defaults(handler=_eval)
+    _add_batch(commands)
     return parser
+
+
+def _add_batch(commands: Any) -> None:
+    """The `batch` command's options; the command itself lives in `extractor.batch.command`."""
+    batch = commands.add_parser(
+        "batch",
+        help="extract every document of a folder, JSONL or CSV into JSON lines; resumable",
+        description=(
+            "Extract one record of SCHEMA from every document of INPUT into OUT (JSON lines), "
+            "concurrently, within rate limits. Rerunning the same command resumes."
+        ),
+        epilog=_BATCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = batch.add_argument
+    add("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
+    add("input", metavar="INPUT", help="a folder, a .jsonl or .csv file, or - (JSONL)")
+    add("-o", "--output", metavar="OUT.jsonl", required=True, help="records, one JSON line each")
+    add("--failures", metavar="PATH", help="failures (default: OUT.failures.jsonl)")
+    add("--concurrency", type=_positive_int, default=16, metavar="N", help="default: 16")
+    add("--rpm", type=_positive_float, metavar="N", help="at most N requests a minute")
+    add("--tpm", type=_positive_float, metavar="N", help="at most N tokens a minute")
+    add("--max-cost", type=_positive_float, metavar="USD", help="start no document past this cost")
+    add("--id-field", default="id", metavar="F", help="JSONL/CSV id field (default: id)")
+    add("--text-field", default="text", metavar="F", help="JSONL/CSV text field (default: text)")
+    add("--restart", action="store_true", help="delete OUT and the failures file; start over")
+    add("--retry-failures", action="store_true", help="delete the failures file; run them again")
+    add("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")
+    _add_model_options(batch)
+    _add_verbose(batch, default=argparse.SUPPRESS)
+    batch.set_defaults(handler=_batch)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from extractor.batch.command import run  # only this command needs the batch engine
+
+    return run(args, load_target(args.schema))
+
+
+def _positive_int(text: str) -> int:
+    value = _positive_float(text)
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
+    return int(value)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, not {text!r}")
+    return value
 
 
 def load_target(reference: str) -> Any:

@@ -9,10 +9,19 @@ tenacity inside the generator, with its own budget, so the two loops never mix.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, overload
 
 import tenacity
 
@@ -41,6 +50,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from extractor.batch.runner import BatchResult
     from extractor.stream import AsyncExtractionStream, ExtractionStream
 
 __all__ = ["Client"]
@@ -51,6 +61,11 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = 120.0
 DEFAULT_MAX_RETRIES: Final = 2
+
+#: What providers say when a prompt exceeds the model's context (OpenAI, Mistral, vLLM, ...).
+_TOO_LONG: Final = re.compile(
+    r"context[ _]length|maximum context|context window|too many tokens|prompt is too long", re.I
+)
 
 #: Modes that `auto` found rejected, per (base URL, model): the next call starts past them.
 _mode_memory: dict[tuple[str, str], str] = {}
@@ -68,6 +83,20 @@ class _Plan:
     max_retries: int
     instructions: str | None
     params: dict[str, Any]
+
+
+class Pacer(Protocol):
+    """Paces the requests of many extractions (a batch job's rate limits): see `_adeliver`."""
+
+    async def send(
+        self,
+        post: Callable[[httpx.AsyncClient, Endpoint, Any], Awaitable[Any]],
+        client: httpx.AsyncClient,
+        endpoint: Endpoint,
+        body: Any,
+    ) -> Any:
+        """Wait for a turn, then `post(client, endpoint, body)`; learn from the outcome."""
+        ...
 
 
 class Client:
@@ -176,14 +205,23 @@ class Client:
     ) -> Extraction[dict[str, Any]]: ...
     async def aextract_result(self, target: Any, document: str, **options: Any) -> Extraction[Any]:
         """The async form of `extract_result`."""
-        plan = self._plan(target, document, options)
-        attempts: list[Attempt] = []
+        return await self._arun(self._plan(target, document, options))
+
+    async def _arun(
+        self, plan: _Plan, pacer: Pacer | None = None, attempts: list[Attempt] | None = None
+    ) -> Extraction[Any]:
+        """Drive the extraction loop on the event loop (batch jobs pass a `pacer`).
+
+        `attempts`, if given, fills with the answers as they come, so a caller still has
+        them when the call fails on the transport.
+        """
+        attempts = [] if attempts is None else attempts
         conversation = _conversation(plan, attempts)
         try:
             mode, body = next(conversation)
             while True:
                 try:
-                    payload = await self._adeliver(plan, mode, body, attempts)
+                    payload = await self._adeliver(plan, mode, body, attempts, pacer)
                 except APIError as exc:
                     mode, body = conversation.throw(exc)
                 else:
@@ -243,6 +281,51 @@ class Client:
 
         plan = self._plan(target, document, options)
         return AsyncExtractionStream(self, plan, shown_for(target, plan.schema, items=True))
+
+    def extract_many(
+        self,
+        target: Any,
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Any,
+    ) -> Iterator[BatchResult[Any]]:
+        """Extract a record from each document, `concurrency` at a time; yield as each finishes.
+
+        `documents` is an iterable of texts (ids are their positions), of `(id, text)`
+        pairs, of `extractor.batch.Document`s, or a mapping of id to text; it is read
+        lazily, and results are not kept, so memory stays flat however many there are.
+        Each `BatchResult` carries the id and either the `Extraction` or the error: a
+        bad document fails alone. `rpm` and `tpm` cap requests and tokens per minute;
+        a 429 slows every request down. Options are those of `extract`.
+
+        The requests run on a private event loop while you wait for the next result (in
+        async code, use `aextract_many`); a set-up mistake is raised here, at the call.
+        """
+        from extractor.batch.runner import extract_many
+
+        return extract_many(
+            self, target, documents, concurrency=concurrency, rpm=rpm, tpm=tpm, options=options
+        )
+
+    def aextract_many(
+        self,
+        target: Any,
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Any,
+    ) -> AsyncIterator[BatchResult[Any]]:
+        """The async form of `extract_many`: `async for result in client.aextract_many(...)`."""
+        from extractor.batch.runner import aextract_many
+
+        return aextract_many(
+            self, target, documents, concurrency=concurrency, rpm=rpm, tpm=tpm, options=options
+        )
 
     def check(self, target: Any, **options: Any) -> str:
         """Raise now what the first extraction would raise for its set-up; send nothing.
@@ -339,13 +422,17 @@ class Client:
 
         import httpx
 
+        from extractor.pool import default_async_transport
+
         loop = asyncio.get_running_loop()
         if self._ahttp is None or self._ahttp[0] is not loop:
-            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool
+            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool,
+            # through a transport that keeps up with many connections (see extractor.pool)
+            transport = self._async_transport or default_async_transport()
             self._ahttp = (
                 loop,
                 httpx.AsyncClient(
-                    transport=self._async_transport, timeout=self.timeout, follow_redirects=False
+                    transport=transport, timeout=self.timeout, follow_redirects=False
                 ),
             )
         return self._ahttp[1]
@@ -362,9 +449,18 @@ class Client:
         return retrying(post, self._sync_client(), plan.endpoint, body)
 
     async def _adeliver(
-        self, plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]
+        self,
+        plan: _Plan,
+        mode: str,
+        body: dict[str, Any],
+        attempts: list[Attempt],
+        pacer: Pacer | None = None,
     ) -> Any:
-        """The async twin of `_deliver`; an in-process model runs off the event loop."""
+        """The async twin of `_deliver`; an in-process model runs off the event loop.
+
+        A `pacer` wraps every try of the request, retries included, so a batch job's
+        rate limits see each one and learn of each 429.
+        """
         if plan.endpoint.provider.in_process:
             import asyncio
 
@@ -372,6 +468,8 @@ class Client:
         from extractor.transport import apost
 
         retrying = self.retry.async_retrying(_log_retry)
+        if pacer is not None:
+            return await retrying(pacer.send, apost, self._async_client(), plan.endpoint, body)
         return await retrying(apost, self._async_client(), plan.endpoint, body)
 
 
@@ -398,6 +496,8 @@ def _auto_modes(endpoint: Endpoint) -> tuple[str, ...]:
 def _rejects_mode(exc: APIError) -> bool:
     """Whether the server refused the request's shape (the mode), not the request itself."""
     if not isinstance(exc, APIStatusError):
+        return False
+    if _TOO_LONG.search(exc.body):  # the document is too long, in any mode: no fallback
         return False
     if exc.status in (400, 422):
         return True

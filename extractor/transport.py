@@ -6,6 +6,7 @@ the key masked wherever the server might have echoed it. Response bodies are cap
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, Generator
@@ -39,10 +40,16 @@ def _request(
 ) -> httpx.Request:
     return client.build_request(
         "POST",
-        f"{endpoint.base_url}/chat/completions",
+        _chat_url(endpoint.base_url),
         content=json.dumps(body, ensure_ascii=False).encode(),
         headers={**endpoint.headers(), "Content-Type": "application/json"},
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _chat_url(base_url: str) -> httpx.URL:
+    """The parsed chat URL of a base URL; parsing it anew took half of building a request."""
+    return httpx.URL(f"{base_url}/chat/completions")
 
 
 def _redact(text: str, endpoint: Endpoint) -> str:

@@ -1,0 +1,73 @@
+"""`extractor batch`: the command-line face of `BatchJob` (options are defined in cli.py).
+
+Exit status: 0 every document of the input has a record; 1 some are in the failures
+file (from this run or an earlier one); 2 a usage or configuration error; 3 stopped
+by `--max-cost`; 130 interrupted. The summary goes to stderr, and to `--summary-json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from extractor.batch.job import BatchJob, failures_path
+from extractor.batch.sources import SourceError, open_source
+from extractor.batch.store import StoreError
+from extractor.client import Client
+from extractor.params import check_params
+from extractor.pool import default_async_transport
+
+__all__ = ["EXIT_MAX_COST", "run"]
+
+#: The job stopped at --max-cost with documents left: a rerun (with a higher cap) goes on.
+EXIT_MAX_COST: Final = 3
+
+
+def run(args: argparse.Namespace, target: Any) -> int:
+    """Run `extractor batch` with parsed `args` for `target`; return the exit status."""
+    from extractor.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
+
+    output = Path(args.output)
+    failures = Path(args.failures) if args.failures else failures_path(output)
+    params = check_params(dict(args.param))
+    client = Client(
+        args.model,
+        base_url=args.base_url,
+        mode=args.mode,
+        max_retries=args.max_retries,
+        async_transport=default_async_transport(max_connections=args.concurrency),
+        **params,
+    )
+    try:
+        client.check(target)  # before reading any input: stdin may be a terminal
+        source = open_source(args.input, id_field=args.id_field, text_field=args.text_field)
+        job = BatchJob(
+            client,
+            target,
+            source,
+            output,
+            failures,
+            concurrency=args.concurrency,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            max_cost=args.max_cost,
+            restart=args.restart,
+            retry_failures=args.retry_failures,
+            progress=sys.stderr if sys.stderr.isatty() else None,
+        )
+        summary = job.run()
+    except (SourceError, StoreError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        client.close()
+    print(summary.text(), file=sys.stderr)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.report(), indent=2) + "\n")
+    if summary.status == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.status == "max_cost":
+        return EXIT_MAX_COST
+    return EXIT_FAILED if summary.failed or summary.failed_before else EXIT_OK
