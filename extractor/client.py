@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -136,7 +137,9 @@ class Client:
         self._transport = transport
         self._async_transport = async_transport
         self._http: httpx.Client | None = None
-        self._ahttp: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        self._ahttp: (
+            tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, AsyncGenerator[None, None]] | None
+        ) = None
         self._endpoints: dict[tuple[str | None, str | None, str | None], Endpoint] = {}
         self._lock = threading.Lock()
 
@@ -345,8 +348,10 @@ class Client:
         """Close every pooled connection."""
         self.close()
         if self._ahttp is not None:
-            await self._ahttp[1].aclose()
+            _, client, guard = self._ahttp
             self._ahttp = None
+            await client.aclose()
+            await guard.aclose()
 
     def __enter__(self) -> Client:
         return self
@@ -417,7 +422,13 @@ class Client:
                     )
         return self._http
 
-    def _async_client(self) -> httpx.AsyncClient:
+    async def _async_client(self) -> httpx.AsyncClient:
+        """The async connection pool of the running event loop.
+
+        A pool belongs to one loop, so each loop gets its own, and the loop closes it as
+        it shuts down (`asyncio.run` finalizes async generators; `_closed_with_loop` is
+        one): calls from one `asyncio.run` after another leave no connection open.
+        """
         import asyncio  # here, not at the top: only async callers need it
 
         import httpx
@@ -426,15 +437,14 @@ class Client:
 
         loop = asyncio.get_running_loop()
         if self._ahttp is None or self._ahttp[0] is not loop:
-            # an AsyncClient's pool belongs to one event loop; a new loop gets a new pool,
             # through a transport that keeps up with many connections (see extractor.pool)
             transport = self._async_transport or default_async_transport()
-            self._ahttp = (
-                loop,
-                httpx.AsyncClient(
-                    transport=transport, timeout=self.timeout, follow_redirects=False
-                ),
+            client = httpx.AsyncClient(
+                transport=transport, timeout=self.timeout, follow_redirects=False
             )
+            guard = _closed_with_loop(client)
+            await anext(guard)
+            self._ahttp = (loop, client, guard)
         return self._ahttp[1]
 
     def _deliver(
@@ -469,8 +479,18 @@ class Client:
 
         retrying = self.retry.async_retrying(_log_retry)
         if pacer is not None:
-            return await retrying(pacer.send, apost, self._async_client(), plan.endpoint, body)
-        return await retrying(apost, self._async_client(), plan.endpoint, body)
+            return await retrying(
+                pacer.send, apost, await self._async_client(), plan.endpoint, body
+            )
+        return await retrying(apost, await self._async_client(), plan.endpoint, body)
+
+
+async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Hold `client` open until the event loop finalizes this generator, then close it."""
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def _check_mode(mode: str) -> None:

@@ -439,7 +439,7 @@ class AsyncExtractionStream(_Run, Generic[T]):
                         payload = await asyncio.to_thread(_local, plan, mode, body, list(attempts))
                     else:
                         response: httpx.Response = await client.retry.async_retrying(_log_retry)(
-                            aopen_stream, client._async_client(), plan.endpoint, body
+                            aopen_stream, await client._async_client(), plan.endpoint, body
                         )
                         assembler = ChunkAssembler(mode)
                         events = aread_stream(response, plan.endpoint)

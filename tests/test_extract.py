@@ -113,6 +113,22 @@ def test_async_client_extracts(make_client, server: ChatServer):
     assert len(server.requests) == 5
 
 
+def test_each_asyncio_run_closes_the_connections_it_opened(make_client, server: ChatServer):
+    server.handler = lambda request: Answer(content='{"name": "Ann"}')
+    client = make_client(mode="json_schema")  # not closed by hand: the loops must do it
+    opened = []
+
+    async def main() -> Contact:
+        record = await client.aextract(Contact, TEXT)
+        opened.append(client._ahttp[1])
+        return record
+
+    for _ in range(3):  # a ResourceWarning here fails the suite (filterwarnings = error)
+        assert asyncio.run(main()) == Contact(name="Ann")
+    assert len(set(map(id, opened))) == 3  # one pool per event loop ...
+    assert all(pool.is_closed for pool in opened)  # ... closed as its loop shut down
+
+
 def test_list_target_is_wrapped_on_the_wire_and_unwrapped_for_the_user(make_client, server):
     server.script(Answer(content='{"items": [{"name": "Ann"}, {"name": "Bob", "age": 7}]}'))
     people = make_client().extract(list[Contact], TEXT, mode="json_schema")

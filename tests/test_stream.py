@@ -478,8 +478,11 @@ def test_decorated_class_streams(server: ChatServer):
     server.script(streamed("json_schema", {"items": [{"name": "A", "email": None}]}))
     assert list(Card.stream_items(TEXT)) == [Card(name="A")]  # type: ignore[attr-defined]
 
-    # Card.astream goes through Client.astream, tested above; running it here would bind the
-    # process-wide client's async pool to one more event loop, leaking the last one's sockets
+    async def partials() -> list[Card]:
+        return [value async for value in Card.astream(TEXT)]  # type: ignore[attr-defined]
+
+    server.script(streamed("json_schema", {"name": "Ann Lee", "email": None}))
+    assert asyncio.run(partials())[-1] == Card(name="Ann Lee")
 
 
 def test_json_schema_dict_target_previews_as_dicts(make_client, server: ChatServer):

@@ -373,3 +373,4 @@ async def release_pool(client: Client) -> None:
     if held is not None and held[0] is asyncio.get_running_loop():
         client._ahttp = None
         await held[1].aclose()
+        await held[2].aclose()
