@@ -15,6 +15,10 @@ DATE_PATTERN = (
 AMOUNT_PATTERN = r"^\d{1,3}(?:,?\d{3})*\.\d{2}$"
 
 
+# The examples below are made up. A local model sees them as a record from another
+# document, which shows it how far a company name or an address runs.
+
+
 class Receipt(BaseModel):
     """The key information of a receipt. Every field is text copied as printed.
 
@@ -23,13 +27,17 @@ class Receipt(BaseModel):
     """
 
     company: str = Field(
-        description="Name of the shop or company that issued the receipt, as printed."
+        description="Name of the shop or company that issued the receipt, as printed.",
+        examples=["KEDAI RUNCIT MAJU JAYA SDN BHD"],
     )
     date: str = Field(
         pattern=DATE_PATTERN,
         description="Date of the purchase as printed, without the time.",
     )
-    address: str = Field(description="Address of the company, as printed.")
+    address: str = Field(
+        description="Address of the company, as printed.",
+        examples=["NO. 12, JALAN BESAR 3, TAMAN MAJU, 43000 KAJANG, SELANGOR DARUL EHSAN"],
+    )
     total: str = Field(
         pattern=AMOUNT_PATTERN,
         description="Total amount paid, as printed, without the currency.",

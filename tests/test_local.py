@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 from enum import Enum
 from typing import Literal
 
@@ -170,3 +171,21 @@ def test_a_bracketed_aside_can_be_left_out_of_a_line():
     assert "GARDENIA BAKERIES (KL) SDN BHD (139386 X)" in values
     assert "GARDENIA BAKERIES (KL) SDN BHD (139386 X) LOT 3, JALAN PELABUR 23/1," in values
     assert all(document.replace("\n", " ").startswith(v) or v in document for v in values)
+
+
+def test_the_schema_examples_are_shown_as_a_record_from_another_document():
+    from extractor.local.grounded import GroundedExtractor
+    from extractor.schema import compile_schema
+
+    class Shop(BaseModel):
+        name: str = Field(examples=["KEDAI MAJU SDN BHD"])
+        party: Party
+        phone: str | None = Field(default=None, examples=["03-1234 5678"])
+
+    schema = compile_schema(Shop).schema
+    shown = GroundedExtractor(None, schema, "text")._example()  # type: ignore[arg-type]
+    head, record = shown.strip().split("\n")
+    assert head == "An example record, from another document:"
+    assert json.loads(record) == {"name": "KEDAI MAJU SDN BHD", "phone": "03-1234 5678"}
+    # a schema without examples shows nothing
+    assert GroundedExtractor(None, compile_schema(Party).schema, "text")._example() == ""  # type: ignore[arg-type]
