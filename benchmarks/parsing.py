@@ -41,10 +41,14 @@ from typing import Any
 import jsonschema
 from results import RESULTS_PATH, machine_lines, package_versions, timestamp, write_section
 
-from extractor.errors import ErrorDetail, ExtractorError, InvalidAnswer
+from extractor.errors import ExtractorError
 from extractor.parse import load_answer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # the corpus's own helpers live beside it, in tests/
+    sys.path.insert(0, str(REPO_ROOT))
+from tests.parsing import loader, same  # noqa: E402
+
 CORPUS = REPO_ROOT / "tests" / "data" / "malformed_answers.jsonl"
 SECTION = "parsing"
 VERSIONED = ("extractor", "json-repair", "instructor", "pydantic", "pydantic-core")
@@ -79,20 +83,8 @@ def validated(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
-def schema_loader(schema: dict[str, Any]) -> Callable[[Any], Any]:
-    validator = jsonschema.Draft202012Validator(schema)
-
-    def load(data: Any) -> Any:
-        errors = [ErrorDetail(e.json_path, e.message) for e in validator.iter_errors(data)]
-        if errors:
-            raise InvalidAnswer(errors)
-        return data
-
-    return load
-
-
 def extractor_parse(text: str, schema: dict[str, Any]) -> Any:
-    return load_answer(text, schema_loader(schema))[0]
+    return load_answer(text, loader(schema))[0]
 
 
 def build_tools() -> list[Tool]:
@@ -129,15 +121,6 @@ def build_tools() -> list[Tool]:
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal and of the same JSON types all the way down (1 is not 1.0, True is not 1)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
 
 
 def score(tool: Tool, cases: list[dict[str, Any]], repeats: int) -> None:
