@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel
-from results import machine_lines, package_versions, timestamp, write_section
+from results import package_versions, section_header, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER = Path(__file__).resolve().parent / "loopback_server.py"
@@ -388,15 +388,7 @@ def mark(ok: bool) -> str:
 
 
 def build_section(args: argparse.Namespace, parts: dict[str, Any], command: str) -> str:
-    lines = [
-        f"## {SECTION}",
-        "",
-        f"- Date: {timestamp()}",
-        *machine_lines(),
-        f"- Packages: {package_versions(VERSIONED)}",
-        f"- Command: `{command}`",
-        "",
-    ]
+    lines = section_header(SECTION, command, [f"- Packages: {package_versions(VERSIONED)}"])
     if "transports" in parts:
         runs = parts["transports"]
         ideal = runs[0].ideal

@@ -35,7 +35,12 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field
-from results import RESULTS_PATH, machine_lines, package_versions, timestamp, write_section
+from results import (
+    RESULTS_PATH,
+    package_versions,
+    section_header,
+    write_section,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTION = "overhead"
@@ -500,15 +505,7 @@ def versions() -> str:
 
 def build_section(body: str, command: str) -> str:
     """The whole ``## overhead`` section of RESULTS.md."""
-    header = [
-        f"## {SECTION}",
-        "",
-        f"- Date: {timestamp()}",
-        *machine_lines(),
-        f"- Packages: {versions()}",
-        f"- Command: `{command}`",
-        "",
-    ]
+    header = section_header(SECTION, command, [f"- Packages: {versions()}"])
     return "\n".join(header) + "\n" + body.rstrip() + "\n"
 
 

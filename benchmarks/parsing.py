@@ -39,7 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from results import RESULTS_PATH, machine_lines, package_versions, timestamp, write_section
+from results import (
+    RESULTS_PATH,
+    package_versions,
+    section_header,
+    write_section,
+)
 
 from extractor.errors import ExtractorError
 from extractor.parse import load_answer
@@ -292,15 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = sys.argv[1:] if argv is None else list(argv)
     command = "PYTHONPATH=$PWD " + shlex.join(["python", "benchmarks/parsing.py", *extra])
     if not args.no_write:
-        header = [
-            f"## {SECTION}",
-            "",
-            f"- Date: {timestamp()}",
-            *machine_lines(),
-            f"- Packages: {package_versions(VERSIONED)}",
-            f"- Command: `{command}`",
-            "",
-        ]
+        header = section_header(SECTION, command, [f"- Packages: {package_versions(VERSIONED)}"])
         write_section(SECTION, "\n".join(header) + "\n" + body.rstrip() + "\n")
         print(f"\nWrote the '## {SECTION}' section of {RESULTS_PATH.relative_to(REPO_ROOT)}")
     return 0

@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from results import RESULTS_PATH, machine_lines, package_versions, timestamp, write_section
+from results import (
+    RESULTS_PATH,
+    package_versions,
+    section_header,
+    write_section,
+)
 
 import extractor
 from extractor.cli import UsageError, load_target
@@ -348,11 +353,7 @@ def _shown_path(path: Path) -> str:
 
 def build_section(body: str, command: str, threads: int, dataset: Path, documents: int) -> str:
     """The whole ``## receipts`` section of RESULTS.md: the context, then ``body``."""
-    header = [
-        f"## {SECTION}",
-        "",
-        f"- Date: {timestamp()}",
-        *machine_lines(),
+    details = [
         f"- Threads: {threads} (`extractor.local.engine.default_threads()`; "
         "`EXTRACTOR_THREADS` overrides)",
         f"- Packages: {package_versions(VERSIONED)}",
@@ -360,9 +361,8 @@ def build_section(body: str, command: str, threads: int, dataset: Path, document
         "(https://ai.google.dev/gemma/terms)",
         f"- Schema: `{SCHEMA}`; dataset: `{_shown_path(dataset)}` ({documents} receipts; "
         "SROIE 2019 task 3, development split, kept outside the repository)",
-        f"- Command: `{command}`",
-        "",
     ]
+    header = section_header(SECTION, command, details)
     return "\n".join(header) + "\n" + body.rstrip() + "\n"
 
 

@@ -70,6 +70,20 @@ def machine_lines() -> list[str]:
     ]
 
 
+def section_header(name: str, command: str, details: Iterable[str]) -> list[str]:
+    """The head of a ``## name`` section: date, machine, the benchmark's own bullet lines
+    (``details``, each starting with ``- ``), then the command that wrote it."""
+    return [
+        f"## {name}",
+        "",
+        f"- Date: {timestamp()}",
+        *machine_lines(),
+        *details,
+        f"- Command: `{command}`",
+        "",
+    ]
+
+
 def package_versions(packages: Iterable[str]) -> str:
     """Installed versions of ``packages``, comma-separated; a missing one says so."""
     found = []

@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from results import RESULTS_PATH, machine_lines, package_versions, timestamp, write_section
+from results import (
+    RESULTS_PATH,
+    package_versions,
+    section_header,
+    write_section,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTION = "stream"
@@ -218,15 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "benchmarks/stream.py", *extra])
     if not args.no_write:
-        header = [
-            f"## {SECTION}",
-            "",
-            f"- Date: {timestamp()}",
-            *machine_lines(),
-            f"- Packages: {package_versions(['pydantic', 'httpx'])}",
-            f"- Command: `{command}`",
-            "",
-        ]
+        packages = package_versions(["pydantic", "httpx"])
+        header = section_header(SECTION, command, [f"- Packages: {packages}"])
         write_section(SECTION, "\n".join(header) + "\n" + body.rstrip() + "\n")
         print(f"\nWrote the '## {SECTION}' section of {RESULTS_PATH.relative_to(REPO_ROOT)}")
     return 0
