@@ -16,6 +16,7 @@ from extractor import (
     extractable,
 )
 from extractor.testing import Answer, ChatServer, Fault, RecordedRequest
+from tests.wire import sent_mode
 
 MODES = ["json_schema", "tools", "json_object", "prompt"]
 TEXT = "Ann Lee (41) can be reached at ann@example.com."
@@ -35,15 +36,6 @@ def answer(mode: str, record: dict[str, Any] | str, **extra: Any) -> Answer:
             tool_call=text, finish_reason=extra.pop("finish_reason", "tool_calls"), **extra
         )
     return Answer(content=text, **extra)
-
-
-def sent_mode(request: RecordedRequest) -> str:
-    """Which mode a request was encoded in, read from its body."""
-    body = request.body or {}
-    if "tools" in body:
-        return "tools"
-    kind = (body.get("response_format") or {}).get("type")
-    return {"json_schema": "json_schema", "json_object": "json_object"}.get(kind, "prompt")
 
 
 @pytest.mark.parametrize("mode", MODES)

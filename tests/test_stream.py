@@ -20,7 +20,8 @@ from extractor import (
     RetriesExhausted,
     extractable,
 )
-from extractor.testing import Answer, ChatServer, Fault, Raw, RecordedRequest, Stream
+from extractor.testing import Answer, ChatServer, Fault, Raw, Stream
+from tests.wire import sent_mode
 
 MODES = ["json_schema", "tools", "json_object", "prompt"]
 TEXT = "Ann Lee (41) can be reached at ann@example.com."
@@ -51,14 +52,6 @@ def streamed(mode: str, record: dict[str, Any] | list[Any] | str, **options: Any
     if mode == "tools":
         return Stream(Answer(tool_call=text, finish_reason="tool_calls"), **options)
     return Stream(Answer(content=text), **options)
-
-
-def sent_mode(request: RecordedRequest) -> str:
-    body = request.body or {}
-    if "tools" in body:
-        return "tools"
-    kind = (body.get("response_format") or {}).get("type")
-    return {"json_schema": "json_schema", "json_object": "json_object"}.get(kind, "prompt")
 
 
 def test_partials_arrive_before_the_stream_ends(make_client, server: ChatServer):

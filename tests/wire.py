@@ -16,6 +16,8 @@ from typing import Any
 
 import jsonschema
 
+from extractor.testing import RecordedRequest
+
 SCHEMAS = Path(__file__).parent / "data" / "openai-chat-schemas.json"
 
 #: Fields OpenRouter adds to OpenAI's request (documented by OpenRouter).
@@ -87,3 +89,12 @@ def check_mistral_body(body: dict[str, Any]) -> None:
     choice = body.get("tool_choice")
     if isinstance(choice, str):
         assert choice in ("auto", "none", "any", "required")
+
+
+def sent_mode(request: RecordedRequest) -> str:
+    """Which mode a request was encoded in, read from its body."""
+    body = request.body or {}
+    if "tools" in body:
+        return "tools"
+    kind = (body.get("response_format") or {}).get("type")
+    return {"json_schema": "json_schema", "json_object": "json_object"}.get(kind, "prompt")
