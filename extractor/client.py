@@ -553,6 +553,7 @@ def _conversation(
     """
     modes = list(plan.modes)
     mode = modes.pop(0)
+    fell_back = False
     messages = _opening(plan, mode)
     dialect = plan.endpoint.provider.dialect
     reasks = tenacity.Retrying(
@@ -574,7 +575,6 @@ def _conversation(
                     )
                     try:
                         payload = yield mode, body
-                        break
                     except APIError as exc:
                         if not (modes and _rejects_mode(exc)):
                             raise
@@ -586,9 +586,16 @@ def _conversation(
                             modes[0],
                         )
                         mode = modes.pop(0)
+                        fell_back = True
+                        messages = _opening(plan, mode)
+                        continue
+                    if fell_back:
+                        # remembered only once a weaker mode is answered: a request every
+                        # mode refuses (a bad parameter, say) must not demote later calls
                         with _mode_memory_lock:
                             _mode_memory[(plan.endpoint.base_url, plan.endpoint.model)] = mode
-                        messages = _opening(plan, mode)
+                        fell_back = False
+                    break
                 answer = decode(mode, payload)
                 error: AttemptError | None = None
                 value: Any = None

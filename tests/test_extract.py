@@ -220,6 +220,26 @@ def test_auto_falls_back_when_a_mode_is_rejected_and_remembers(make_client, serv
     assert len(server.requests) == 3
 
 
+def test_a_request_every_mode_refuses_is_not_remembered_as_a_mode_rejection(
+    make_client, server: ChatServer
+):
+    # a bad parameter is refused in every mode: that says nothing about the modes, so the
+    # next call must still start with the strongest one
+    server.handler = lambda request: Fault(
+        400, body={"error": {"message": "temperature must be at most 2"}}
+    )
+    client = make_client()
+    with pytest.raises(Exception, match="HTTP 400"):
+        client.extract(Contact, TEXT, mode="auto", model="openai/picky-model")
+    tried = [sent_mode(r) for r in server.requests]
+    assert tried[0] == "json_schema" and len(tried) > 1  # it did fall back, call by call
+
+    server.handler = lambda request: Answer(content='{"name": "Ann"}')
+    result = client.extract_result(Contact, TEXT, mode="auto", model="openai/picky-model")
+    assert result.mode == "json_schema"
+    assert sent_mode(server.requests[-1]) == "json_schema"
+
+
 def test_explicit_mode_does_not_fall_back(make_client, server: ChatServer):
     server.handler = lambda request: Fault(400, body={"error": {"message": "bad response_format"}})
     with pytest.raises(Exception, match="HTTP 400"):
