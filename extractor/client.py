@@ -625,7 +625,7 @@ def _conversation(
                     return Extraction(value, plan.endpoint.label, mode, tuple(attempts))
                 logger.info("attempt %d failed: %s", len(attempts), error)
                 if isinstance(error, TruncatedAnswer):
-                    messages = [*messages, truncation_message()]
+                    messages = [*messages, truncation_message(error.detail)]
                 elif isinstance(error, InvalidAnswer):
                     messages = [
                         *messages,

@@ -188,6 +188,7 @@ class TruncatedAnswer(AttemptError):
             else "the answer was cut off at the token limit; raise max_completion_tokens"
         )
         super().__init__(message, raw=raw)
+        self.detail = detail
 
 
 class Refusal(AttemptError):

@@ -106,10 +106,20 @@ def reask_messages(
     ]
 
 
-def truncation_message() -> Message:
-    """Sent after an answer cut off at the token limit; the partial answer is not resent."""
-    return {
-        "role": "user",
-        "content": "Your previous answer was cut off at the token limit. Answer again, "
-        "shorter: the JSON only, no commentary, no extra whitespace.",
-    }
+def truncation_message(detail: str | None = None) -> Message:
+    """Sent after an answer that was cut off; the partial answer is not resent.
+
+    `detail` is set when the text itself shows the cut (it stops inside a value) rather
+    than the server reporting the token limit.
+    """
+    if detail:
+        text = (
+            f"Your previous answer stopped before the JSON was complete: {detail}. "
+            "Answer again with the whole JSON only, no commentary."
+        )
+    else:
+        text = (
+            "Your previous answer was cut off at the token limit. Answer again, "
+            "shorter: the JSON only, no commentary, no extra whitespace."
+        )
+    return {"role": "user", "content": text}

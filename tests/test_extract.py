@@ -187,6 +187,21 @@ def test_truncated_answer_is_its_own_error_and_is_reasked(make_client, server: C
     assert "cut off" in server.requests[1].messages[-1]["content"]
 
 
+def test_an_answer_cut_inside_a_value_is_reasked_without_blaming_the_token_limit(
+    make_client, server: ChatServer
+):
+    # the server says "stop", but the text ends inside a string: the re-ask says where
+    server.script(
+        Answer(content='{"name": "An', finish_reason="stop"),
+        Answer(content='{"name": "Ann"}'),
+    )
+    result = make_client().extract_result(Contact, TEXT, mode="json_schema")
+    assert result.value == Contact(name="Ann")
+    reask = server.requests[1].messages[-1]["content"]
+    assert "stopped before the JSON was complete: it ends inside an unfinished string" in reask
+    assert "token limit" not in reask
+
+
 def test_truncation_on_every_attempt_exhausts_the_budget(make_client, server: ChatServer):
     server.handler = lambda request: Answer(content='{"na', finish_reason="length")
     with pytest.raises(RetriesExhausted) as caught:
