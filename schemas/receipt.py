@@ -11,8 +11,9 @@ DATE_PATTERN = (
     r"^(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
     r"|\d{1,2}[ /.-]?[A-Za-z]{3,9}[ /.,-]{0,2}\d{2,4})$"
 )
-#: An amount with two decimals, thousands optionally grouped: 9.00, 1,234.50.
-AMOUNT_PATTERN = r"^\d{1,3}(?:,?\d{3})*\.\d{2}$"
+#: An amount with two decimals, thousands optionally grouped: 9.00, 1,234.50, and -1.73
+#: (a credit note's total is negative).
+AMOUNT_PATTERN = r"^-?\d{1,3}(?:,?\d{3})*\.\d{2}$"
 
 
 # The examples below are made up. A local model sees them as a record from another
