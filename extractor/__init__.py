@@ -45,7 +45,13 @@ from extractor.errors import (
 from extractor.providers import MODES, PROVIDERS
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy
-from extractor.schema import DIALECTS, CompiledSchema, compile_schema
+from extractor.schema import (
+    DIALECTS,
+    CompiledSchema,
+    WorkedExample,
+    compile_schema,
+    worked_examples,
+)
 
 if TYPE_CHECKING:
     from extractor.stream import AsyncExtractionStream, ExtractionStream
@@ -78,6 +84,7 @@ __all__ = [
     "SchemaError",
     "TruncatedAnswer",
     "Usage",
+    "WorkedExample",
     "__version__",
     "aextract",
     "aextract_stream",
@@ -86,6 +93,7 @@ __all__ = [
     "extract",
     "extract_stream",
     "extractable",
+    "worked_examples",
 ]
 
 

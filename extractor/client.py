@@ -652,4 +652,5 @@ def _opening(plan: _Plan, mode: str) -> list[dict[str, Any]]:
         name=plan.schema.name,
         schema=plan.schema.schema,
         instructions=plan.instructions,
+        examples=plan.schema.examples,
     )

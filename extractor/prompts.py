@@ -46,14 +46,29 @@ def system_prompt(mode: str, *, name: str, schema: dict[str, Any], instructions:
 
 
 def document_messages(
-    document: str, *, mode: str, name: str, schema: dict[str, Any], instructions: str | None
+    document: str,
+    *,
+    mode: str,
+    name: str,
+    schema: dict[str, Any],
+    instructions: str | None,
+    examples: Sequence[tuple[str, Any]] = (),
 ) -> list[Message]:
-    """The opening conversation: instructions in the system message, the document as user."""
+    """The opening conversation: instructions in the system message, the document as user.
+
+    Worked examples come between them, each as a user message (its document) and the
+    assistant's answer (its record as JSON).
+    """
+    shown: list[Message] = []
+    for text, record in examples:
+        shown.append({"role": "user", "content": text})
+        shown.append({"role": "assistant", "content": json.dumps(record, ensure_ascii=False)})
     return [
         {
             "role": "system",
             "content": system_prompt(mode, name=name, schema=schema, instructions=instructions),
         },
+        *shown,
         {"role": "user", "content": document},
     ]
 

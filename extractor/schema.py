@@ -22,6 +22,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
@@ -29,10 +30,56 @@ import pydantic
 
 from extractor.errors import ErrorDetail, InvalidAnswer, SchemaError
 
-__all__ = ["DIALECTS", "CompiledSchema", "compile_schema"]
+__all__ = ["DIALECTS", "CompiledSchema", "WorkedExample", "compile_schema", "worked_examples"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 JSON = dict[str, Any]
+
+#: Where `worked_examples` keeps a class's examples (read from the class itself only).
+_EXAMPLES_ATTRIBUTE: Final = "__extractor_examples__"
+
+
+@dataclass(frozen=True)
+class WorkedExample:
+    """A document and the record it should give, shown to the model before the real one.
+
+    `record` is an instance of the target or plain data it validates. A worked example
+    shows what a schema cannot say: where in a document a value is found and how far it
+    runs. Write your own documents: shown to the model, they are part of every prompt.
+    """
+
+    text: str
+    record: Any
+
+
+def worked_examples(*examples: WorkedExample) -> Callable[[C], C]:
+    """Attach worked examples to a model class; every extraction of it shows them.
+
+    Each record is validated against the class here, so a wrong example fails at import
+    time with what is wrong, not in the middle of a run. Remote models see each example
+    as a user message and the assistant's answer before the document; the local model
+    sees them as documents with their records before the document.
+    """
+    for index, example in enumerate(examples):
+        if not isinstance(example, WorkedExample) or not example.text.strip():
+            raise SchemaError(f"worked example {index} must be a WorkedExample with a text")
+
+    def attach(cls: C) -> C:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(cls)
+        for index, example in enumerate(examples):
+            try:
+                adapter.validate_python(example.record)
+            except pydantic.ValidationError as exc:
+                problems = "; ".join(str(d) for d in _pydantic_details(exc))
+                raise SchemaError(
+                    f"worked example {index} of {cls.__name__} does not validate: {problems}"
+                ) from None
+        setattr(cls, _EXAMPLES_ATTRIBUTE, tuple(examples))
+        return cls
+
+    return attach
+
 
 DIALECTS: Final = ("openai-strict", "mistral", "plain")
 
@@ -70,6 +117,7 @@ class CompiledSchema(Generic[T]):
         validate: Callable[[Any], T],
         dump: Callable[[T], Any] | None = None,
         description: str | None = None,
+        examples: tuple[tuple[str, JSON], ...] = (),
     ) -> None:
         self.name = name
         #: The full Draft 2020-12 schema of the wire object (wrapped where needed).
@@ -77,6 +125,8 @@ class CompiledSchema(Generic[T]):
         #: The property holding the value when the target's root is not an object.
         self.wrap_key = wrap_key
         self.description = description
+        #: Worked examples as (document, wire record) pairs, in the order given.
+        self.examples = examples
         self._validate = validate
         self._dump = dump
         self._dialects: dict[str, JSON] = {}
@@ -172,6 +222,11 @@ def _compile(target: Any) -> CompiledSchema[Any]:
         return adapter.dump_python(value, mode="json")
 
     wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
+    examples = []
+    attached = vars(target).get(_EXAMPLES_ATTRIBUTE, ()) if isinstance(target, type) else ()
+    for example in attached:
+        record = dump(adapter.validate_python(example.record))
+        examples.append((example.text, {wrap_key: record} if wrap_key else record))
     return CompiledSchema(
         name,
         wire,
@@ -179,6 +234,7 @@ def _compile(target: Any) -> CompiledSchema[Any]:
         validate=validate,
         dump=dump,
         description=schema.get("description"),
+        examples=tuple(examples),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from extractor import WorkedExample, worked_examples
+
 __all__ = ["Receipt"]
 
 #: Dates as receipts print them: 25/12/2018, 30-12-17, 2018-01-15, 10 MAR 2018, 14/MAY/2017.
@@ -16,10 +18,72 @@ DATE_PATTERN = (
 AMOUNT_PATTERN = r"^-?\d{1,3}(?:,?\d{3})*\.\d{2}$"
 
 
-# The examples below are made up. A local model sees them as a record from another
-# document, which shows it how far a company name or an address runs.
+# Everything below is made up: the shops, the receipts, the field examples. A worked
+# example shows a model where each value is found on a receipt and how far it runs; the
+# field examples show a model that sees no worked example (a schema copied without them).
+
+_RESTAURANT = """\
+RESTORAN SELERA KAMPUNG
+(JM0712345-T)
+LOT 7, JALAN PASAR,
+TAMAN SRI INDAH,
+81200 JOHOR BAHRU, JOHOR.
+TEL: 07-334 5566
+INVOICE NO: 10023
+DATE: 12-07-2018 TIME: 13:05
+NASI LEMAK 2 5.50 11.00
+TEH TARIK 2 2.20 4.40
+TOTAL (EXCLUDING GST): 15.40
+GST @6%: 0.92
+TOTAL (INCLUSIVE OF GST): 16.32
+ROUNDING: -0.02
+TOTAL: 16.30
+CASH: 20.00
+CHANGE: 3.70
+"""
+
+_GROCER = """\
+KEDAI RUNCIT MAJU JAYA SDN BHD
+(123456-K)
+NO. 12, JALAN BESAR 3, TAMAN MAJU,
+43000 KAJANG, SELANGOR DARUL EHSAN
+TEL: 03-8736 1122
+GST NO: 001234567890
+TAX INVOICE
+INV NO: CS00012345 DATE: 05/03/2018 14:22
+ITEM QTY PRICE AMOUNT
+MILO 1KG 1 18.90 18.90
+ROTI BUN 2 2.80 5.60
+SUB TOTAL: 24.50
+GST 6%: 1.47
+ROUNDING: 0.03
+TOTAL: 26.00
+CASH: 50.00
+CHANGE: 24.00
+THANK YOU
+"""
 
 
+@worked_examples(
+    WorkedExample(
+        _RESTAURANT,
+        {
+            "company": "RESTORAN SELERA KAMPUNG",
+            "date": "12-07-2018",
+            "address": "LOT 7, JALAN PASAR, TAMAN SRI INDAH, 81200 JOHOR BAHRU, JOHOR.",
+            "total": "16.30",
+        },
+    ),
+    WorkedExample(
+        _GROCER,
+        {
+            "company": "KEDAI RUNCIT MAJU JAYA SDN BHD",
+            "date": "05/03/2018",
+            "address": "NO. 12, JALAN BESAR 3, TAMAN MAJU, 43000 KAJANG, SELANGOR DARUL EHSAN",
+            "total": "26.00",
+        },
+    ),
+)
 class Receipt(BaseModel):
     """The key information of a receipt. Every field is text copied as printed.
 

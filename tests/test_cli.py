@@ -22,7 +22,9 @@ import pytest
 
 import extractor
 from extractor.cli import main
+from extractor.schema import compile_schema
 from extractor.testing import Answer, ChatServer, Delay, Item, RecordedRequest
+from schemas.receipt import Receipt
 
 ROOT = Path(__file__).resolve().parent.parent
 ANN_FILE = "samples/contacts/ann.txt"
@@ -54,8 +56,13 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def document_of(request: RecordedRequest) -> str:
-    """The document the CLI sent: the first user message."""
-    return next(str(m["content"]) for m in request.messages if m.get("role") == "user")
+    """The document the CLI sent: the first user message that is not a worked example."""
+    shown = {text for text, _ in compile_schema(Receipt).examples}
+    return next(
+        str(m["content"])
+        for m in request.messages
+        if m.get("role") == "user" and m["content"] not in shown
+    )
 
 
 def answers(by_marker: dict[str, Any]) -> Any:

