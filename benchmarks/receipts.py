@@ -137,6 +137,9 @@ def load_model() -> float:
 def without_patterns(target: Any) -> dict[str, Any]:
     """The target's JSON Schema without `pattern`: the baseline's grammar cannot carry them.
 
+    A JSON Schema dict carries no worked examples either, so the baseline is the plain chat
+    prompt the issue compares against.
+
     With them, the baseline's free text fails validation on nearly every receipt and
     scores nothing; without them it is the plain "four strings under a grammar" it is meant
     to be.
@@ -306,8 +309,10 @@ def notes(runs: Sequence[ModeRun], documents: int, load_s: float) -> str:
         )
     lines.append(
         f"- The {BASELINE} baseline generates the record under a grammar compiled from the same "
-        "schema without its `pattern`s (the grammar cannot carry them), with at most "
-        f"{BASELINE_TOKENS} tokens per answer; grounded uses the schema as it is."
+        "schema without its `pattern`s (the grammar cannot carry them) and without its "
+        "worked examples (a plain chat prompt), with at most "
+        f"{BASELINE_TOKENS} tokens per answer; grounded uses the schema as it is, worked "
+        "examples included."
     )
     lines.append(
         f"- Best possible norm on the full {SPLIT_SIZE}-receipt split: {BEST_NORM:.1%}. The gold "
