@@ -32,7 +32,9 @@ C = TypeVar("C", bound=type)
 _default: Client | None = None
 _default_lock = threading.Lock()
 
-_CALL_OPTIONS = frozenset({"model", "base_url", "api_key", "mode", "max_retries", "instructions"})
+_CALL_OPTIONS = frozenset(
+    {"model", "base_url", "api_key", "mode", "max_retries", "instructions", "examples"}
+)
 
 
 def default_client() -> Client:

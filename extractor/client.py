@@ -84,6 +84,7 @@ class _Plan:
     max_retries: int
     instructions: str | None
     params: dict[str, Any]
+    examples: tuple[tuple[str, Any], ...] = ()  # worked examples: (document, wire record)
 
 
 class Pacer(Protocol):
@@ -159,8 +160,9 @@ class Client:
 
         `target` is a Pydantic model, a type such as `list[Model]`, or a JSON Schema dict
         (a validated dict comes back). Options: `model`, `base_url`, `api_key`, `mode`,
-        `max_retries`, `instructions`, and any request parameter (`temperature`, `seed`,
-        `stop`, ...). Raises `RetriesExhausted` when no attempt validated.
+        `max_retries`, `instructions`, `examples` (worked examples, in place of the
+        target's own; see `worked_examples`), and any request parameter (`temperature`,
+        `seed`, `stop`, ...). Raises `RetriesExhausted` when no attempt validated.
         """
         return self.extract_result(target, document, **options).value
 
@@ -380,6 +382,7 @@ class Client:
         max_retries = options.pop("max_retries", None)
         max_retries = self.max_retries if max_retries is None else max_retries
         instructions = options.pop("instructions", None) or self.instructions
+        examples = options.pop("examples", None)
         _check_mode(mode)
         _check_retries(max_retries)
         endpoint = self._endpoint(model, base_url, api_key)
@@ -400,7 +403,8 @@ class Client:
             raise ConfigurationError("mode 'grounded' runs only on local models (local/...)")
         modes = _auto_modes(endpoint) if mode == "auto" else (mode,)
         schema.dialect(dialect.schema_dialect)  # refuse an inexpressible schema before sending
-        return _Plan(endpoint, schema, document, modes, max_retries, instructions, params)
+        shown = schema.examples if examples is None else schema.worked(examples)
+        return _Plan(endpoint, schema, document, modes, max_retries, instructions, params, shown)
 
     def _endpoint(self, model: str | None, base_url: str | None, api_key: str | None) -> Endpoint:
         key = (model, base_url, api_key)
@@ -538,6 +542,7 @@ def _local(plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]
         mode,
         document=plan.document,
         schema=plan.schema,
+        examples=plan.examples,
         body=body,
         attempts=attempts,
     )
@@ -652,5 +657,5 @@ def _opening(plan: _Plan, mode: str) -> list[dict[str, Any]]:
         name=plan.schema.name,
         schema=plan.schema.schema,
         instructions=plan.instructions,
-        examples=plan.schema.examples,
+        examples=plan.examples,
     )

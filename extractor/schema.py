@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final, Generic, TypeVar, cast, overload
@@ -148,6 +148,25 @@ class CompiledSchema(Generic[T]):
                 self._dialects[name] = _to_dialect(self.schema, name)
             return self._dialects[name]
 
+    def worked(self, examples: Sequence[WorkedExample]) -> tuple[tuple[str, JSON], ...]:
+        """Worked examples as (document, wire record) pairs, each record validated first.
+
+        Raises `SchemaError` naming the example that does not fit the schema.
+        """
+        pairs = []
+        for index, example in enumerate(examples):
+            if not isinstance(example, WorkedExample) or not example.text.strip():
+                raise SchemaError(f"worked example {index} must be a WorkedExample with a text")
+            try:
+                record = self.dump(self._validate(example.record))
+            except InvalidAnswer as exc:
+                problems = "; ".join(str(d) for d in exc.errors)
+                raise SchemaError(
+                    f"worked example {index} for {self.name} does not validate: {problems}"
+                ) from None
+            pairs.append((example.text, {self.wrap_key: record} if self.wrap_key else record))
+        return tuple(pairs)
+
     def dump(self, value: T) -> Any:
         """The value as plain JSON data (`model_dump(mode="json")`, through its type)."""
         return value if self._dump is None else self._dump(value)
@@ -222,20 +241,17 @@ def _compile(target: Any) -> CompiledSchema[Any]:
         return adapter.dump_python(value, mode="json")
 
     wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
-    examples = []
-    attached = vars(target).get(_EXAMPLES_ATTRIBUTE, ()) if isinstance(target, type) else ()
-    for example in attached:
-        record = dump(adapter.validate_python(example.record))
-        examples.append((example.text, {wrap_key: record} if wrap_key else record))
-    return CompiledSchema(
+    compiled = CompiledSchema(
         name,
         wire,
         wrap_key=wrap_key,
         validate=validate,
         dump=dump,
         description=schema.get("description"),
-        examples=tuple(examples),
     )
+    attached = vars(target).get(_EXAMPLES_ATTRIBUTE, ()) if isinstance(target, type) else ()
+    compiled.examples = compiled.worked(attached)
+    return compiled
 
 
 def _compile_json_schema(schema: JSON) -> CompiledSchema[Any]:

@@ -73,3 +73,32 @@ def test_remote_models_see_each_example_as_a_question_and_its_answer(
     assert json.loads(shown[1]["content"]) == {"name": "Ann Lee", "email": "ann@example.com"}
     assert shown[3]["content"] == '{"name": "Raj", "email": "raj@example.net"}'
     assert last == {"role": "user", "content": NOTE}  # the document comes last, as before
+
+
+def test_examples_given_per_call_replace_the_class_examples_and_work_for_any_target(
+    make_client, server: ChatServer
+):
+    server.handler = lambda request: Answer(content='{"items": [{"name": "Bo Chan"}]}')
+    own = [WorkedExample("Cc: Dee, Eve", [{"name": "Dee"}, {"name": "Eve"}])]
+    people = make_client().extract(list[Sender], NOTE, mode="json_schema", examples=own)
+    assert people == [Sender(name="Bo Chan")]
+    _, example, answer, document = server.requests[0].messages
+    assert example == {"role": "user", "content": "Cc: Dee, Eve"}
+    # the record goes out as the wire shape: a list target is wrapped in {"items": ...}
+    assert json.loads(answer["content"]) == {
+        "items": [{"name": "Dee", "email": None}, {"name": "Eve", "email": None}]
+    }
+    assert document["content"] == NOTE
+
+    # an empty list turns the class's own examples off for this call
+    server.handler = lambda request: Answer(content='{"name": "Bo Chan"}')
+    make_client().extract(Sender, NOTE, mode="json_schema", examples=[])
+    assert [m["role"] for m in server.requests[-1].messages] == ["system", "user"]
+
+
+def test_a_per_call_example_that_does_not_fit_is_refused_before_any_request(
+    make_client, server: ChatServer
+):
+    with pytest.raises(SchemaError, match=r"worked example 0 for Sender does not validate.*name"):
+        make_client().extract(Sender, NOTE, examples=[WorkedExample("x", {"email": "a@b.c"})])
+    assert server.requests == []

@@ -55,6 +55,7 @@ def complete(
     schema: CompiledSchema[Any],
     body: dict[str, Any],
     attempts: Sequence[Attempt],
+    examples: Sequence[tuple[str, Any]] = (),
 ) -> dict[str, Any]:
     """Answer one request in process, as a chat.completion object."""
     engine = load_engine(model_path(model))
@@ -68,7 +69,7 @@ def complete(
             document,
             banned=_rejected(attempts),
             max_tokens=limit,
-            examples=schema.examples,
+            examples=examples,
         )
         choice = extractor.run()
         message["content"] = json.dumps(choice.record, ensure_ascii=False)
