@@ -61,20 +61,9 @@ def worked_examples(*examples: WorkedExample) -> Callable[[C], C]:
     as a user message and the assistant's answer before the document; the local model
     sees them as documents with their records before the document.
     """
-    for index, example in enumerate(examples):
-        if not isinstance(example, WorkedExample) or not example.text.strip():
-            raise SchemaError(f"worked example {index} must be a WorkedExample with a text")
 
     def attach(cls: C) -> C:
-        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(cls)
-        for index, example in enumerate(examples):
-            try:
-                adapter.validate_python(example.record)
-            except pydantic.ValidationError as exc:
-                problems = "; ".join(str(d) for d in _pydantic_details(exc))
-                raise SchemaError(
-                    f"worked example {index} of {cls.__name__} does not validate: {problems}"
-                ) from None
+        _compile(cls).worked(examples)  # raises SchemaError for one that does not fit
         setattr(cls, _EXAMPLES_ATTRIBUTE, tuple(examples))
         return cls
 
@@ -117,7 +106,6 @@ class CompiledSchema(Generic[T]):
         validate: Callable[[Any], T],
         dump: Callable[[T], Any] | None = None,
         description: str | None = None,
-        examples: tuple[tuple[str, JSON], ...] = (),
     ) -> None:
         self.name = name
         #: The full Draft 2020-12 schema of the wire object (wrapped where needed).
@@ -125,8 +113,8 @@ class CompiledSchema(Generic[T]):
         #: The property holding the value when the target's root is not an object.
         self.wrap_key = wrap_key
         self.description = description
-        #: Worked examples as (document, wire record) pairs, in the order given.
-        self.examples = examples
+        #: The target's worked examples as (document, wire record) pairs (`worked_examples`).
+        self.examples: tuple[tuple[str, JSON], ...] = ()
         self._validate = validate
         self._dump = dump
         self._dialects: dict[str, JSON] = {}

@@ -25,7 +25,7 @@ class Sender(BaseModel):
 
 
 def test_a_record_that_does_not_validate_fails_at_decoration_and_names_the_field():
-    with pytest.raises(SchemaError, match=r"worked example 1 of Broken does not validate.*age"):
+    with pytest.raises(SchemaError, match=r"worked example 1 for Broken does not validate.*age"):
 
         @worked_examples(
             WorkedExample("Ann, 41", {"age": 41}),
@@ -37,7 +37,10 @@ def test_a_record_that_does_not_validate_fails_at_decoration_and_names_the_field
 
 def test_an_example_without_a_document_is_refused():
     with pytest.raises(SchemaError, match="worked example 0 must be a WorkedExample with a text"):
-        worked_examples(WorkedExample("  ", {"name": "Ann"}))
+
+        @worked_examples(WorkedExample("  ", {"name": "Ann"}))
+        class Blank(BaseModel):
+            name: str
 
 
 def test_the_compiled_schema_carries_the_examples_as_wire_records_in_order():
