@@ -43,8 +43,7 @@ from extractor.testing import (
     Raw,
     RecordedRequest,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT, child_env, command, spawn
 
 
 class Person(BaseModel):
@@ -503,13 +502,6 @@ def batch_argv(server: ChatServer, *rest: str) -> list[str]:
     return ["batch", *rest, "--model", "openai/test-model", "--base-url", server.base_url]
 
 
-def child_env() -> dict[str, str]:
-    keys = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "MISTRAL_API_KEY")
-    env = {k: v for k, v in os.environ.items() if k not in (*keys, "EXTRACTOR_MODEL")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def test_cli_batch_runs_resumes_and_reports(
     server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -579,15 +571,7 @@ def test_ctrl_c_finishes_in_flight_documents_and_the_rerun_completes(
     source, out = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
     ids = write_jsonl(source, 12)
     argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "extractor", *argv, "--concurrency", "3"],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    child = spawn(*argv, "--concurrency", "3")
     with child:
         try:
             assert started.wait(20), "the child never sent a request"
@@ -606,7 +590,7 @@ def test_ctrl_c_finishes_in_flight_documents_and_the_rerun_completes(
 
     server.handler = person_answer
     rerun = subprocess.run(
-        [sys.executable, "-m", "extractor", *argv],
+        command(*argv),
         cwd=ROOT,
         env=child_env(),
         capture_output=True,
@@ -629,7 +613,7 @@ def test_progress_shows_on_a_terminal(server: ChatServer, tmp_path: Path) -> Non
     argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
     primary, secondary = pty.openpty()
     child = subprocess.Popen(
-        [sys.executable, "-m", "extractor", *argv, "--concurrency", "2"],
+        command(*argv, "--concurrency", "2"),
         cwd=ROOT,
         env=child_env(),
         stdout=subprocess.DEVNULL,
@@ -669,15 +653,7 @@ def test_a_second_ctrl_c_abandons_documents_in_flight(server: ChatServer, tmp_pa
     source, out = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
     ids = write_jsonl(source, 5)
     argv = batch_argv(server, "tests.test_batch:Person", str(source), "-o", str(out))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "extractor", *argv, "--concurrency", "2"],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    child = spawn(*argv, "--concurrency", "2")
     with child:
         try:
             assert arrived.acquire(timeout=20) and arrived.acquire(timeout=20)
@@ -747,16 +723,7 @@ def test_stdin_input_and_ctrl_c_while_the_pipe_is_silent(
     server.handler = handle
     out = tmp_path / "out.jsonl"
     argv = batch_argv(server, "tests.test_batch:Person", "-", "-o", str(out))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "extractor", *argv],
-        cwd=ROOT,
-        env=child_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    child = spawn(*argv, stdin=subprocess.PIPE)
     with child:
         try:
             assert child.stdin is not None

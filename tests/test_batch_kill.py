@@ -9,7 +9,6 @@ parses, and the failures are exactly the documents the server always answers wro
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,10 +21,10 @@ from typing import Any
 import pytest
 
 from extractor.testing import Answer, ChatServer, Delay, Item, RecordedRequest
+from tests.processes import child_env
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = """\
 from pydantic import BaseModel
 
@@ -34,13 +33,6 @@ class Person(BaseModel):
     name: str
     age: int
 """
-
-
-def child_env() -> dict[str, str]:
-    keys = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "MISTRAL_API_KEY")
-    env = {k: v for k, v in os.environ.items() if k not in (*keys, "EXTRACTOR_MODEL")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
 
 
 def count_lines(path: Path) -> int:

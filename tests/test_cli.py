@@ -25,8 +25,8 @@ from extractor.cli import main
 from extractor.schema import compile_schema
 from extractor.testing import Answer, ChatServer, Delay, Item, RecordedRequest
 from schemas.receipt import Receipt
+from tests.processes import KEY_ENVS, ROOT, child_env, command, spawn
 
-ROOT = Path(__file__).resolve().parent.parent
 ANN_FILE = "samples/contacts/ann.txt"
 CAFE_FILE = "samples/receipts/corner-cafe.txt"
 
@@ -43,7 +43,6 @@ CAFE = {
     "address": "12 HARBOUR ROAD, UNIT 3 PORT ELLEN, ISLAY PA42 7DQ",
     "total": "9.00",
 }
-KEY_ENVS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENROUTER_API_KEY", "MISTRAL_API_KEY")
 
 
 @pytest.fixture(autouse=True)
@@ -462,17 +461,11 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 # --- the real entry point -------------------------------------------------------------------
 
 
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (*KEY_ENVS, "EXTRACTOR_MODEL")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def test_python_dash_m_extractor_runs(server: ChatServer) -> None:
     server.handler = answers({"Ann Lee": ANN})
     argv = extract_argv(server, "schemas/contact.py:Contact", ANN_FILE)
     done = subprocess.run(
-        [sys.executable, "-m", "extractor", *argv],
+        command(*argv),
         cwd=ROOT,
         env=child_env(),
         capture_output=True,
@@ -494,17 +487,7 @@ def test_ctrl_c_exits_130_quietly(server: ChatServer) -> None:
 
     server.handler = stall
     argv = extract_argv(server, "schemas/contact.py:Contact", ANN_FILE)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "extractor", *argv],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # a shell running us in the background ignores SIGINT, and children inherit that:
-        # give the child the default a terminal user would have
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    child = spawn(*argv)
     with child:
         try:
             assert arrived.wait(20), "the child never sent its request"
