@@ -63,8 +63,12 @@ def worked_examples(*examples: WorkedExample) -> Callable[[C], C]:
     """
 
     def attach(cls: C) -> C:
-        _compile(cls).worked(examples)  # raises SchemaError for one that does not fit
         setattr(cls, _EXAMPLES_ATTRIBUTE, tuple(examples))
+        try:  # compiled (and cached) once, here: the examples are validated on the way
+            compile_schema(cls)
+        except SchemaError:
+            delattr(cls, _EXAMPLES_ATTRIBUTE)
+            raise
         return cls
 
     return attach
