@@ -2,7 +2,9 @@
 
 The engine offers what grounded extraction needs and a chat server does not: keep a
 prompt in the KV cache, score many continuations of it (the log-probability of every
-token), and commit the chosen one. It also generates under a JSON Schema grammar.
+token), and commit the chosen one. Continuations are decoded as branches: each in a
+KV-cache sequence of its own that shares its parent's cells (one unified cache), many
+branches in one llama.cpp batch. It also generates under a JSON Schema grammar.
 llama.cpp contexts are not thread-safe: every use holds the engine's lock.
 """
 
@@ -14,19 +16,26 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from extractor.errors import ConfigurationError
 from extractor.local.runtime import decide, llama_defaults
+from extractor.local.threads import Load, available_cores
 from extractor.local.weights import INSTALL_HINT
 
-__all__ = ["Engine", "load_engine"]
+__all__ = ["Branch", "Engine", "load_engine"]
 
 Row = npt.NDArray[np.float32]
+
+#: Tokens in one llama.cpp batch (`n_batch`, and the size of the batch buffer).
+BATCH: Final = 512
+#: KV-cache sequences: the prompt's, and one per live branch.
+SEQUENCES: Final = 128
 
 logger = logging.getLogger("extractor.local")
 
@@ -59,10 +68,7 @@ def default_threads() -> int:
     explicit = os.environ.get("EXTRACTOR_THREADS")
     if explicit:
         return max(1, int(explicit))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on every platform
-        return os.cpu_count() or 1
+    return available_cores()
 
 
 @atexit.register
@@ -81,34 +87,45 @@ def load_engine(path: Path, *, threads: int | None = None, n_ctx: int = 4096) ->
         with _engines_lock:
             engine = _engines.get(key)
             if engine is None:
-                engine = _engines[key] = Engine(path, threads=key[1], n_ctx=n_ctx)
+                # a count nobody chose follows the machine's load (see `threads`)
+                adapt = threads is None and not os.environ.get("EXTRACTOR_THREADS")
+                engine = Engine(path, threads=key[1], n_ctx=n_ctx, adapt=adapt)
+                _engines[key] = engine
     return engine
 
 
 class Engine:
     """One loaded model, its context, and the committed prefix of the current prompt."""
 
-    def __init__(self, path: Path, *, threads: int, n_ctx: int) -> None:
+    def __init__(self, path: Path, *, threads: int, n_ctx: int, adapt: bool = False) -> None:
         llama_cpp = _llama()
         self.lib = llama_cpp
         # decided in a child process first: a build this CPU cannot run kills the process
         self.settings = decide(path)
-        with llama_defaults(llama_cpp, extra_bufts=self.settings.extra_bufts):
+        with llama_defaults(llama_cpp, extra_bufts=self.settings.extra_bufts, sequences=SEQUENCES):
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
-                n_batch=512,
+                n_batch=BATCH,
                 n_threads=threads,
                 n_threads_batch=threads,
+                flash_attn=os.environ.get("EXTRACTOR_FA") == "1",
                 verbose=False,
             )
         self.lock = threading.RLock()
         self.n_ctx = n_ctx
+        self.threads = threads  # the most it uses
+        self.running = threads  # what it uses now
+        self._load = Load() if adapt else None
         self.vocab = int(self.llm.n_vocab())
         self._memory = llama_cpp.llama_get_memory(self.llm.ctx)
-        self._batch = llama_cpp.llama_batch_init(512, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(BATCH, 0, 1)
         self._committed: list[int] = []
         self._last: Row | None = None
+        self._free = list(range(SEQUENCES - 1, 0, -1))  # sequence 0 holds the prompt
+        self.decodes = 0  # llama_decode calls, and tokens and rows through them: the cost
+        self.decoded_tokens = 0
+        self.decoded_rows = 0
         self.string_end, self.value_end = self._end_tokens()
 
     # --- tokens -----------------------------------------------------------------------------
@@ -142,6 +159,9 @@ class Engine:
 
     def start(self, tokens: Sequence[int]) -> Row:
         """Begin a new prompt; reuse whatever prefix of the previous one is still cached."""
+        if list(tokens) == self._committed and self._last is not None:
+            return self._last
+        self.fit_threads()
         shared = 0
         for old, new in zip(self._committed, tokens, strict=False):
             if old != new:
@@ -164,21 +184,109 @@ class Engine:
         self._sync()
         return self._last
 
-    def score(
-        self, tokens: Sequence[int], first: Row, rows: Sequence[int] | None = None
-    ) -> dict[int, Row]:
-        """Next-token rows after each of the given positions of a continuation of the prompt.
+    def fit_threads(self) -> None:
+        """Run on the cores other processes leave free (unless the count was chosen)."""
+        if self._load is None:
+            return
+        wanted = self._load.threads(self.threads)
+        if wanted != self.running:
+            logger.debug("llama.cpp threads: %d -> %d (machine load)", self.running, wanted)
+            self.lib.llama_set_n_threads(self.llm.ctx, wanted, wanted)
+            self.running = wanted
 
-        `rows` lists the token indices whose next-token distribution is wanted (all when
-        None); the log-probability of token `i` is then `rows[i - 1][tokens[i]]`, and of
-        token 0 `first[tokens[0]]`. Fewer rows is cheaper: each is a pass through the
-        output layer over the whole vocabulary. Nothing is committed.
+    # --- branches ---------------------------------------------------------------------------
+
+    @property
+    def free_branches(self) -> int:
+        """How many more branches can be decoded before `release` must free some."""
+        return len(self._free)
+
+    def branch(
+        self, requests: Sequence[tuple[Branch | None, Sequence[int], Sequence[int]]]
+    ) -> list[Branch]:
+        """Decode continuations, each in a KV-cache sequence of its own, in shared batches.
+
+        A request is `(parent, tokens, rows)`: the continuation `tokens` of `parent` (a
+        branch decoded earlier, or None for the committed prompt), and the indices into
+        `tokens` after which the next-token distribution is wanted. The branch shares
+        its parent's cells; nothing is committed. `release` frees the sequences.
         """
-        if len(tokens) > 512:
-            raise ValueError("a scored continuation is at most 512 tokens")
-        wanted = range(len(tokens)) if rows is None else sorted(set(rows))
-        self._decode(tokens, self.position, logits_at=set(wanted))
-        return {i: self._row(i) for i in wanted}
+        if len(requests) > len(self._free):
+            raise ValueError(f"{len(requests)} branches asked for, {len(self._free)} free")
+        lib, batch = self.lib, self._batch
+        made: list[Branch] = []
+        pending: list[tuple[Branch, list[tuple[int, int]]]] = []  # branch, (row index, batch slot)
+        used = 0
+        for parent, tokens, rows in requests:
+            if not 0 < len(tokens) <= BATCH:
+                raise ValueError(f"a branch is 1 to {BATCH} tokens, not {len(tokens)}")
+            if used + len(tokens) > BATCH:
+                self._run_batch(used, pending)
+                pending, used = [], 0
+            seq = self._free.pop()
+            start = self.position if parent is None else parent.end
+            lib.llama_memory_seq_cp(
+                self._memory, 0 if parent is None else parent.seq, seq, -1, start
+            )
+            if start + len(tokens) > self.n_ctx:
+                raise ConfigurationError(
+                    f"the document is too long for the local model's context ({self.n_ctx} tokens)"
+                )
+            wanted = set(rows)
+            slots = []
+            for i, token in enumerate(tokens):
+                slot = used + i
+                batch.token[slot] = token
+                batch.pos[slot] = start + i
+                batch.n_seq_id[slot] = 1
+                batch.seq_id[slot][0] = seq
+                batch.logits[slot] = i in wanted
+                if i in wanted:
+                    slots.append((i, slot))
+            used += len(tokens)
+            branch = Branch(seq=seq, end=start + len(tokens))
+            made.append(branch)
+            pending.append((branch, slots))
+        if used:
+            self._run_batch(used, pending)
+        return made
+
+    def _run_batch(
+        self, used: int, pending: Sequence[tuple[Branch, list[tuple[int, int]]]]
+    ) -> None:
+        self._batch.n_tokens = used
+        if self.lib.llama_decode(self.llm.ctx, self._batch) != 0:
+            raise RuntimeError("llama_decode failed (the KV cache may be full)")
+        slots = [slot for _, wanted in pending for _, slot in wanted]
+        self._count(used, len(slots))
+        table = self._rows(slots)
+        at = 0
+        for branch, wanted in pending:
+            for index, _ in wanted:
+                branch.rows[index] = table[at]
+                at += 1
+
+    def release(self, branches: Sequence[Branch]) -> None:
+        """Free the sequences of these branches (their cells go once no sequence holds them)."""
+        for branch in branches:
+            self.lib.llama_memory_seq_rm(self._memory, branch.seq, -1, -1)
+            self._free.append(branch.seq)
+            branch.rows.clear()
+
+    def _count(self, tokens: int, rows: int) -> None:
+        self.decodes += 1
+        self.decoded_tokens += tokens
+        self.decoded_rows += rows
+
+    def _rows(self, slots: Sequence[int]) -> Row:
+        """Log-probability rows for these batch slots of the last decode, in one array."""
+        table: Row = np.empty((len(slots), self.vocab), dtype=np.float32)
+        for i, slot in enumerate(slots):
+            pointer = self.lib.llama_get_logits_ith(self.llm.ctx, slot)
+            table[i] = np.ctypeslib.as_array(pointer, shape=(self.vocab,))
+        table -= table.max(axis=1, keepdims=True)
+        table -= np.log(np.exp(table).sum(axis=1, keepdims=True))
+        return table
 
     def _decode(self, tokens: Sequence[int], start: int, *, logits_at: set[int]) -> None:
         if start + len(tokens) > self.n_ctx:
@@ -199,12 +307,10 @@ class Engine:
                 batch.logits[i] = (offset + i) in logits_at or (last and i == len(chunk) - 1)
             if lib.llama_decode(self.llm.ctx, batch) != 0:
                 raise RuntimeError("llama_decode failed")
+            self._count(len(chunk), sum(batch.logits[i] for i in range(len(chunk))))
 
     def _row(self, index: int) -> Row:
-        pointer = self.lib.llama_get_logits_ith(self.llm.ctx, index)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.vocab,))
-        top = float(logits.max())
-        row: Row = (logits - (top + np.log(np.exp(logits - top).sum()))).astype(np.float32)
+        row: Row = self._rows([index])[0]
         return row
 
     def _sync(self) -> None:
@@ -219,6 +325,7 @@ class Engine:
         self, prompt: Sequence[int], schema: dict[str, Any], *, max_tokens: int, **sampling: Any
     ) -> tuple[str, str, int]:
         """Text generated after `prompt` under the schema's grammar: (text, finish, tokens)."""
+        self.fit_threads()
         grammar = self.lib.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         out = self.llm.create_completion(
             list(prompt), grammar=grammar, max_tokens=max_tokens, **sampling
@@ -229,3 +336,15 @@ class Engine:
         choice = out["choices"][0]
         used = int(out["usage"]["completion_tokens"])
         return str(choice["text"]), str(choice["finish_reason"]), used
+
+
+@dataclass
+class Branch:
+    """A decoded continuation: its KV-cache sequence, where it ends, the rows asked for.
+
+    `rows[i]` is the log-probability of every next token after the branch's token `i`.
+    """
+
+    seq: int
+    end: int  # the position after its last token
+    rows: dict[int, Row] = field(default_factory=dict)

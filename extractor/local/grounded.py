@@ -21,16 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import numpy as np
-
+from extractor.local import scoring
 from extractor.local.engine import Engine, Row
 
 __all__ = ["Choice", "GroundedExtractor", "bounded_schema"]
 
-#: How many candidate starts per field are scored in full (after ranking their first token).
-TOP_STARTS: Final = 6
-#: How many prefixes of short candidates the beam search follows at each depth.
-BEAM_WIDTH: Final = 3
 #: The longest run of lines one free-text candidate spans.
 MAX_LINES: Final = 6
 #: How many tokens at the start of a candidate count toward its score ...
@@ -105,15 +100,17 @@ class GroundedExtractor:
         self.examples = examples
         self.out = Choice()
         self.prompt_tokens = 0
-        self._pending = ""
+        self._head: list[int] = []  # the prompt's tokens
+        self._record = ""  # the record written so far
 
     # --- the prompt -------------------------------------------------------------------------
 
     def run(self) -> Choice:
         """Choose every field; the engine's lock is held throughout."""
         with self.engine.lock:
-            self.engine.start(self.engine.tokenize(self._prompt(), bos=True))
-            self.prompt_tokens = self.engine.position
+            self._head = self.engine.tokenize(self._prompt(), bos=True)
+            self.engine.start(self._head)
+            self.prompt_tokens = len(self._head)
             self.out.record = self._object(self.schema, "")
         return self.out
 
@@ -163,11 +160,17 @@ class GroundedExtractor:
         return "\n".join(lines) + "\n"
 
     def _write(self, text: str) -> None:
-        self._pending += text
+        self._record += text
 
     def _flush(self) -> Row:
-        text, self._pending = self._pending, ""
-        return self.engine.commit(self.engine.tokenize(text))
+        """Commit the record written so far; the next token's log-probabilities.
+
+        The record is tokenized whole each time, as the worked examples before it were,
+        rather than piece by piece: the KV cache keeps what did not change. (Scoring a
+        string from ` "`, the token the examples show after a key, instead of from `"`
+        after a separate space measured worse: 52.4% against 54.6% norm on 200 receipts.)
+        """
+        return self.engine.start([*self._head, *self.engine.tokenize(self._record)])
 
     # --- structure --------------------------------------------------------------------------
 
@@ -257,11 +260,20 @@ class GroundedExtractor:
         return True
 
     def _matches(self, regex: re.Pattern[str]) -> Iterator[Candidate]:
+        """Matches starting at every word boundary, overlapping ones included.
+
+        `finditer` alone would let a match that is then refused (`63 DATE 25` out of
+        `CS00031663 DATE 25/12/2018`, which starts inside a number) hide the one after it.
+        """
         seen = set()
-        for match in regex.finditer(self.document):
-            value = match.group(0).strip()
-            if not _on_boundaries(self.document, match.start(), match.end()):
+        text = self.document
+        for start in range(len(text)):
+            if start and not _on_boundaries(text, start, start):
+                continue
+            match = regex.match(text, start)
+            if match is None or not _on_boundaries(text, match.start(), match.end()):
                 continue  # part of a longer number or word
+            value = match.group(0).strip()
             if value and value not in seen:
                 seen.add(value)
                 yield Candidate(json.dumps(value), value, (match.start(), match.end()))
@@ -312,124 +324,60 @@ class GroundedExtractor:
     # --- choosing ---------------------------------------------------------------------------
 
     def _choose(self, groups: list[_Group], allowed: Callable[[Candidate], bool]) -> Candidate:
-        """The likeliest allowed candidate as the record's continuation."""
+        """The likeliest allowed candidate as the record's continuation (see `scoring`)."""
         base = self._flush()
-        quote = self.engine.tokenize('"')
-        singles = [g.members[0] for g in groups if len(g.members) == 1]
-        runs = [g for g in groups if len(g.members) > 1]
-        scored = self._beam(singles, base, quote, allowed)
-        if len(runs) > TOP_STARTS:
-            # rank starts by the first token after the opening quote; score the best in full
-            after_quote = self.engine.score(quote, base)[len(quote) - 1]
-            runs.sort(key=lambda g: -float(after_quote[self._tokens(g.pieces[0])[0]]))
-            runs = runs[:TOP_STARTS]
-        for group in runs:
-            scored += self._score(group, base, quote, self.engine.string_end, allowed)
-        return max(scored, key=lambda pair: pair[0])[1]
+        paths = [path for group in groups for path in self._paths(group, allowed)]
+        found = scoring.best(self.engine, paths, base)
+        if found is None:  # every candidate ran past MAX_CANDIDATE_TOKENS: take the shortest
+            return min(
+                (m for g in groups for m in g.members if allowed(m)), key=lambda m: len(m.json_text)
+            )
+        return found[1]
 
-    def _beam(
-        self,
-        candidates: list[Candidate],
-        base: Row,
-        quote: list[int],
-        allowed: Callable[[Candidate], bool],
-    ) -> list[tuple[float, Candidate]]:
-        """Score short candidates by a beam search over the tree of their tokens.
+    def _quote(self) -> list[int]:
+        """The opening quote of a string value, as the model reads it after `": `."""
+        return self.engine.tokenize('"')
 
-        Every token of a candidate counts (in `94.19` the last digits matter as much as
-        the first), but a prefix only the likeliest BEAM_WIDTH share of is followed:
-        each followed prefix costs a pass through the output layer, the dear part.
-        A prefix that only one candidate continues is scored to its end in one pass.
+    def _paths(
+        self, group: _Group, allowed: Callable[[Candidate], bool]
+    ) -> Iterator[scoring.Path[Candidate]]:
+        """The scored token paths of a group's members.
+
+        A single value counts every token: in `94.19` the last digits matter as much as
+        the first. A run of lines counts the first tokens of its start and of each line
+        or phrase it runs on to: past them the model is copying, every candidate alike.
+        (Measured on receipts: two tokens at the start and one per further line find the
+        most addresses; scoring only where a member starts and stops finds fewer.)
         """
-        entries = []
-        for candidate in candidates:
-            if not allowed(candidate):
-                continue
-            text = candidate.json_text
+        if len(group.members) == 1:
+            member = group.members[0]
+            if not allowed(member):
+                return
+            text = member.json_text
             if text.startswith('"'):
-                pieces, ends = quote + self.engine.tokenize(text[1:-1]), self.engine.string_end
+                tokens, ends = (
+                    self._quote() + self.engine.tokenize(text[1:-1]),
+                    self.engine.string_end,
+                )
             else:
-                pieces, ends = self.engine.tokenize(text), self.engine.value_end
-            entries.append((tuple(pieces[:MAX_CANDIDATE_TOKENS]), ends, candidate))
-        results: list[tuple[float, Candidate]] = []
-        live: list[tuple[float, tuple[int, ...], Row]] = [(0.0, (), base)]
-        while live:
-            children: dict[tuple[int, ...], float] = {}
-            for score, prefix, row in live:
-                below = [e for e in entries if e[0][: len(prefix)] == prefix]
-                depth = len(prefix)
-                if len(below) == 1 and len(below[0][0]) > depth + 1:
-                    tokens, ends, candidate = below[0]
-                    rows = self.engine.score(tokens, base, range(depth, len(tokens)))
-                    rows[depth - 1] = row
-                    total = score + sum(
-                        float(rows[i - 1][tokens[i]]) for i in range(depth, len(tokens))
-                    )
-                    closing = float(np.logaddexp.reduce(rows[len(tokens) - 1][ends]))
-                    results.append((total + closing, candidate))
-                    continue
-                for tokens, ends, candidate in below:
-                    if len(tokens) == depth:
-                        closing = float(np.logaddexp.reduce(row[ends]))
-                        results.append((score + closing, candidate))
-                    else:
-                        child = (*prefix, tokens[depth])
-                        children[child] = score + float(row[tokens[depth]])
-            best = max((r[0] for r in results), default=-np.inf)
-            ranked = sorted(
-                (item for item in children.items() if item[1] > best), key=lambda i: -i[1]
-            )[:BEAM_WIDTH]
-            live = []
-            for prefix, score in ranked:
-                row = self.engine.score(prefix, base, [len(prefix) - 1])[len(prefix) - 1]
-                live.append((score, prefix, row))
-        return results
-
-    def _tokens(self, text: str) -> list[int]:
-        return self.engine.tokenize(text) or [0]
-
-    def _score(
-        self,
-        group: _Group,
-        base: Row,
-        lead: list[int],
-        ends: Any,
-        allowed: Callable[[Candidate], bool],
-    ) -> list[tuple[float, Candidate]]:
-        """Score every member of a group with one pass over its longest member.
-
-        A member's score is the log-probability of its tokens plus that of a token that
-        closes it (a quote for strings; a comma, brace or space for other values). Only
-        the first tokens of its start and of each line or phrase it runs on to are
-        scored: past them the model is copying, every candidate alike, and each scored
-        token costs a pass over the whole vocabulary. (Measured on receipts: two tokens
-        at the start and one per further line find the most addresses; scoring only
-        where a member starts and stops finds fewer.)
-        """
-        tokens = list(lead)
-        starts, bounds = [], []
-        for piece in group.pieces:
-            starts.append(len(tokens))
+                tokens, ends = self.engine.tokenize(text), self.engine.value_end
+            tokens = tokens[:MAX_CANDIDATE_TOKENS]
+            yield scoring.Path(member, tokens, frozenset(range(len(tokens))), ends)
+            return
+        tokens = list(self._quote())
+        counted = set(range(len(tokens)))
+        limit = len(tokens) + MAX_CANDIDATE_TOKENS
+        for k, (member, piece) in enumerate(zip(group.members, group.pieces, strict=True)):
+            start = len(tokens)
             tokens += self.engine.tokenize(piece)
-            bounds.append(len(tokens))
-        tokens = tokens[: len(lead) + MAX_CANDIDATE_TOKENS]
-        counted = set(range(len(lead)))
-        for k, start in enumerate(starts):  # the start decides more than each line after it
+            if len(tokens) > limit:
+                return
             scored = SCORED_AT_START if k == 0 else SCORED_PER_LINE
             counted.update(range(start, min(start + scored, len(tokens))))
-        needed = {i - 1 for i in counted if i > 0} | {b - 1 for b in bounds if b <= len(tokens)}
-        rows = self.engine.score(tokens, base, sorted(needed))
-        results = []
-        for member, bound in zip(group.members, bounds, strict=True):
-            if bound > len(tokens):
-                break
             if allowed(member):
-                score = sum(
-                    float((rows[i - 1] if i else base)[tokens[i]]) for i in counted if i < bound
+                yield scoring.Path(
+                    member, tuple(tokens), frozenset(counted), self.engine.string_end
                 )
-                closing = float(np.logaddexp.reduce(rows[bound - 1][ends]))
-                results.append((score + closing, member))
-        return results
 
 
 def _single(candidate: Candidate) -> _Group:
