@@ -8,10 +8,12 @@ from extractor import WorkedExample, worked_examples
 
 __all__ = ["Receipt"]
 
-#: Dates as receipts print them: 25/12/2018, 30-12-17, 2018-01-15, 10 MAR 2018, 14/MAY/2017.
+#: Dates as receipts print them: 25/12/2018, 30-12-17, 2018-01-15, 10 MAR 2018, 14/MAY/2017,
+#: and with no separators, the year first or last: 20180428, 25032018.
 DATE_PATTERN = (
     r"^(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
-    r"|\d{1,2}[ /.-]?[A-Za-z]{3,9}[ /.,-]{0,2}\d{2,4})$"
+    r"|\d{1,2}[ /.-]?[A-Za-z]{3,9}[ /.,-]{0,2}\d{2,4}"
+    r"|(?:19|20)\d{2}[01]\d[0-3]\d|[0-3]\d[01]\d(?:19|20)\d{2})$"
 )
 #: An amount with two decimals, thousands optionally grouped: 9.00, 1,234.50, and -1.73
 #: (a credit note's total is negative).

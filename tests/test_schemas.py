@@ -11,13 +11,25 @@ PLACE = {"company": "KEDAI MAJU", "address": "NO. 1, JALAN BESAR"}
 
 
 @pytest.mark.parametrize(
-    "date", ["25/12/2018", "30-12-17", "2018-01-15", "10 MAR 2018", "14/MAY/2017", "24 MAR 18"]
+    "date",
+    [
+        "25/12/2018",
+        "30-12-17",
+        "2018-01-15",
+        "10 MAR 2018",
+        "14/MAY/2017",
+        "24 MAR 18",
+        "20180428",
+        "25032018",
+    ],
 )
 def test_receipt_dates_as_printed_are_accepted(date: str) -> None:
     assert Receipt(**PLACE, date=date, total="9.00").date == date
 
 
-@pytest.mark.parametrize("date", ["25/12/2018 10:31", "10:31", "yesterday"])
+@pytest.mark.parametrize(
+    "date", ["25/12/2018 10:31", "10:31", "yesterday", "00440010036", "12345678"]
+)
 def test_receipt_dates_with_a_time_or_no_date_are_refused(date: str) -> None:
     with pytest.raises(ValidationError, match="date"):
         Receipt(**PLACE, date=date, total="9.00")
