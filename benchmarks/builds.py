@@ -58,7 +58,7 @@ BUILDS = (
         "avx512",
         "-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON "
         "-DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON",
-        ("avx512f", "avx512_vbmi", "avx512_vnni", "avx512_bf16", "avx_vnni"),
+        ("avx512f", "avx512vbmi", "avx512_vnni", "avx512_bf16", "avx_vnni"),
         "the AVX-512 family without AMX",
     ),
     Build("native", "", (), "pip's default (GGML_NATIVE=ON: -march=native)"),
@@ -233,6 +233,30 @@ def child(dataset: Path, limit: int) -> int:
     return 0
 
 
+def _cpu_key() -> str:
+    import hashlib
+
+    from results import cpu_model
+
+    return hashlib.sha256((cpu_model() + " ".join(sorted(cpu_flags()))).encode()).hexdigest()[:12]
+
+
+class Kept:
+    """Rows measured on this CPU, kept between runs: `--builds X` re-measures X only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def put(self, build: str, threads: str, idle: dict[str, Any], busy: dict[str, Any]) -> None:
+        self.rows[f"{build}|{threads}"] = [idle, busy]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.rows, indent=1))
+
+    def get(self, build: str, threads: str) -> Any:
+        return self.rows.get(f"{build}|{threads}")
+
+
 def table(rows: Sequence[tuple[Build, str, dict[str, Any], dict[str, Any]]]) -> str:
     lines = [
         "| build | threads | extra buffer types | prompt tokens/s | median read (s) "
@@ -283,6 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where compiled wheels are kept (default: benchmarks/.wheels)",
     )
     parser.add_argument("--no-busy", action="store_true", help="skip the runs beside a busy core")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="measure nothing: write the table from the rows kept for this CPU",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -292,9 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"builds.py: no dataset at {args.dataset}; pass --dataset", file=sys.stderr)
         return 2
     version, flags = llama_version(), cpu_flags()
-    rows = []
+    kept = Kept(HERE / ".builds" / f"results-{_cpu_key()}.json")
     for build in BUILDS:
-        if build.name not in args.builds:
+        if build.name not in args.builds or args.report:
             continue
         missing = [f for f in build.needs if f not in flags]
         if missing:
@@ -309,7 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with busy_core():
                     busy = measure(path, threads, args.dataset, args.limit)
             print(f"  {idle} / busy {busy}", file=sys.stderr, flush=True)
-            rows.append((build, threads, idle, busy))
+            kept.put(build.name, threads, idle, busy)
+    rows = [
+        (build, threads, *kept.get(build.name, threads))
+        for build in BUILDS
+        for threads in ("1", "2", "auto")
+        if kept.get(build.name, threads) is not None
+    ]
     extra = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "benchmarks/builds.py", *extra])
     details = [
@@ -318,10 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         *[
             f"- {b.name}: {b.about}; CMAKE_ARGS=`{b.cmake or '(none)'}`"
             for b in BUILDS
-            if b.name in args.builds
+            if any(row[0] is b for row in rows)
         ],
         "- extra buffer types: what the probe allowed (llama.cpp's AMX and repacked-weight "
         "buffers; `off (probe)` where a child process loading them died)",
+        "- rows are kept per CPU in `benchmarks/.builds/` between runs: `--builds NAME` "
+        "measures one build again, `--report` only writes the table",
         "- busy: the same run with another process spinning on one core; threads `auto` is "
         "the default (`EXTRACTOR_THREADS` unset), which runs on the cores others leave free",
         f"- the {args.limit} receipts' extraction, median over them; `latency / read` is the "
