@@ -65,6 +65,31 @@ CHANGE: 24.00
 THANK YOU
 """
 
+_HARDWARE = """\
+LIM AH KOW
+SYARIKAT PERNIAGAAN ANEKA (M) SDN BHD (654321-T)
+NO. 8, JALAN INDUSTRI 2/5,
+TAMAN PERINDUSTRIAN SEJATI,
+81400 SENAI, JOHOR.
+TEL: 07-599 1234 FAX: 07-599 1235
+GST REG NO: 000987654321
+CASH BILL
+DOC NO: CB18/00421
+DATE : 14/06/2018 10:42:17 AM
+CASHIER: SITI
+DESCRIPTION QTY U.PRICE AMOUNT
+PVC PIPE 1/2" 3 4.50 13.50
+GI WIRE 1KG 1 12.90 12.90
+TOTAL QTY: 4
+TOTAL SALES (INCL GST): 26.40
+DISCOUNT: 0.00
+ROUNDING ADJ: 0.00
+TOTAL AMOUNT: 26.40
+CASH TENDERED: 30.00
+CHANGE: 3.60
+GOODS SOLD ARE NOT RETURNABLE
+"""
+
 
 @worked_examples(
     WorkedExample(
@@ -85,6 +110,15 @@ THANK YOU
             "total": "26.00",
         },
     ),
+    WorkedExample(
+        _HARDWARE,
+        {
+            "company": "SYARIKAT PERNIAGAAN ANEKA (M) SDN BHD",
+            "date": "14/06/2018",
+            "address": "NO. 8, JALAN INDUSTRI 2/5, TAMAN PERINDUSTRIAN SEJATI, 81400 SENAI, JOHOR.",
+            "total": "26.40",
+        },
+    ),
 )
 class Receipt(BaseModel):
     """The key information of a receipt. Every field is text copied as printed.
@@ -102,6 +136,8 @@ class Receipt(BaseModel):
         description="Date of the purchase as printed, without the time.",
     )
     address: str = Field(
+        # a street address carries a number: a house, lot, floor or postcode
+        pattern=r"\d",
         description="Address of the company, as printed.",
         examples=["NO. 12, JALAN BESAR 3, TAMAN MAJU, 43000 KAJANG, SELANGOR DARUL EHSAN"],
     )
