@@ -166,6 +166,22 @@ def test_a_bracketed_aside_can_be_left_out_of_a_line():
     assert all(document.replace("\n", " ").startswith(v) or v in document for v in values)
 
 
+def test_a_refused_match_does_not_hide_the_one_after_it():
+    from extractor.local.grounded import GroundedExtractor
+    from extractor.schema import compile_schema
+    from schemas.receipt import DATE_PATTERN
+
+    class Stamp(BaseModel):
+        date: str = Field(pattern=DATE_PATTERN)
+
+    # `63 DATE 25` matches the pattern's `10 MAR 18` form but starts inside a number
+    document = "DOC NO CS00031663 DATE 25/12/2018\nCASHIER: ANN\n"
+    schema = compile_schema(Stamp).schema
+    extractor = GroundedExtractor(None, schema, document)  # type: ignore[arg-type]
+    values = [m.value for g in extractor._groups(schema["properties"]["date"]) for m in g.members]
+    assert values == ["25/12/2018"]
+
+
 def test_the_schema_examples_are_shown_as_a_record_from_another_document():
     from extractor.local.grounded import GroundedExtractor
     from extractor.schema import compile_schema

@@ -116,6 +116,7 @@ class Engine:
         self.n_ctx = n_ctx
         self.threads = threads  # the most it uses
         self.running = threads  # what it uses now
+        self.adaptive = adapt  # whether the count follows the machine's load
         self._load = Load() if adapt else None
         self.vocab = int(self.llm.n_vocab())
         self._memory = llama_cpp.llama_get_memory(self.llm.ctx)

@@ -3,10 +3,11 @@
 A small model writes records badly but chooses well. For each field the document
 offers candidates, found from what the schema says of the field (its type, `format`,
 `pattern`, `enum`, length limits): spans of consecutive lines for free text, matches for
-patterns and formats, numbers for numeric fields. The model scores each whole candidate
-as the continuation of a JSON record after the document (the prompt stays in the KV
-cache; candidates that share a start are scored in one pass) and the likeliest wins.
-Each chosen string carries its character span in the document.
+patterns and formats, numbers for numeric fields. The model scores each candidate as the
+continuation of a JSON record after the document (the prompt stays in the KV cache) and
+the likeliest wins; `scoring` finds it by a best-first search that decodes only the
+candidates that can still win. Each chosen string carries its character span in the
+document.
 
 What no span can give (booleans, enums, numbers absent from the text, lists) is scored
 among its options or generated under the field's JSON Schema grammar. No domain rules

@@ -1,0 +1,69 @@
+"""llama.cpp's thread count follows the machine's load, read from a real busy process.
+
+Two spinning llama.cpp threads beside one busy process run many times slower than one
+thread (see `extractor.local.threads`); these tests start a real process that keeps a
+core busy and check that a thread is given up for it, and taken back once it is gone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from extractor.local.threads import Load, available_cores
+
+pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs two cores to share")
+
+
+@contextmanager
+def busy_core() -> Iterator[None]:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_a_core_another_process_keeps_busy_costs_a_thread() -> None:
+    cores = available_cores()
+    load = Load()
+    with busy_core():
+        time.sleep(1.0)
+        assert load.others() >= 0.8
+        assert load.threads(cores) == cores - 1
+    time.sleep(1.0)
+    assert load.threads(cores) == cores  # the busy process is gone: the thread comes back
+
+
+def test_at_least_one_thread_however_busy_the_machine() -> None:
+    load = Load()
+    with busy_core(), busy_core(), busy_core():
+        time.sleep(1.0)
+        assert load.threads(available_cores()) == 1
+
+
+def test_the_engine_runs_on_the_cores_left_free() -> None:
+    from tests.extras import require_extras
+
+    require_extras("local")
+    from extractor.local.engine import load_engine
+    from extractor.local.weights import DEFAULT_LOCAL_MODEL, model_path
+
+    engine = load_engine(model_path(DEFAULT_LOCAL_MODEL))
+    if not engine.adaptive or engine.threads < 2:
+        pytest.skip("EXTRACTOR_THREADS fixes the count")
+    with engine.lock:
+        engine.fit_threads()  # the window starts here
+        with busy_core():
+            time.sleep(1.0)
+            engine.fit_threads()
+            assert engine.running == engine.threads - 1
+        time.sleep(1.0)
+        engine.fit_threads()
+        assert engine.running == engine.threads
