@@ -109,7 +109,6 @@ class Engine:
                 n_batch=BATCH,
                 n_threads=threads,
                 n_threads_batch=threads,
-                flash_attn=os.environ.get("EXTRACTOR_FA") == "1",
                 verbose=False,
             )
         self.lock = threading.RLock()
