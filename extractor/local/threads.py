@@ -3,8 +3,9 @@
 llama.cpp's threads meet at a barrier after every operation of a forward pass, hundreds
 of times a token, and wait there spinning. When another process keeps a core busy, one
 of two threads is regularly descheduled and the other spins until it returns: measured
-on 2 cores, a receipt that takes 1.4 s on an idle machine took 25 to 47 s beside one
-busy process, while one thread took 2.4 s. So before each extraction the engine asks
+on 2 cores (`benchmarks/builds.py`), a receipt that takes 1.4 s on an idle machine took
+13.8 s on two threads beside one busy process, and 2.5 s on one thread (25 to 47 s beside
+a compiler's two jobs). So before each extraction the engine asks
 how much CPU the rest of the machine used since it last asked (from `/proc/stat`, less
 this process's own CPU time), and runs on the cores left over, at least one.
 
