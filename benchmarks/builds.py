@@ -187,6 +187,7 @@ def measure(path: Path, threads: str, dataset: Path, limit: int) -> dict[str, An
 def child(dataset: Path, limit: int) -> int:
     """In the child: load the engine (the probe decides), read each receipt, extract each."""
     import llama_cpp
+    from receipts import measure_reads
 
     import extractor
     from extractor.cli import load_target
@@ -196,15 +197,7 @@ def child(dataset: Path, limit: int) -> int:
 
     examples = read_dataset(dataset, limit=limit)
     engine = load_engine(model_path("gemma-3-270m"))
-    reads, tokens = [], 0
-    with engine.lock:
-        for example in examples:
-            ids = engine.tokenize(example.text, bos=True)
-            engine.start(ids[:1])
-            start = time.perf_counter()
-            engine.start(ids)
-            reads.append(time.perf_counter() - start)
-            tokens += len(ids)
+    reads = measure_reads(engine, examples)
     target = load_target(str(REPO_ROOT / SCHEMA))
     latencies, hits, fields = [], 0, 0
     with extractor.Client(model="local/gemma-3-270m") as client:
@@ -222,10 +215,10 @@ def child(dataset: Path, limit: int) -> int:
             {
                 "llama_cpp": llama_cpp.__file__,
                 "extra_bufts": engine.settings.extra_bufts,
-                "tokens_per_s": tokens / sum(reads),
-                "read_s": statistics.median(reads),
+                "tokens_per_s": reads.tokens_per_s,
+                "read_s": reads.median_s,
                 "latency_s": median,
-                "ratio": median / statistics.median(reads),
+                "ratio": median / reads.median_s,
                 "norm": hits / fields,
             }
         )
@@ -248,8 +241,13 @@ class Kept:
         self.path = path
         self.rows: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
 
-    def put(self, build: str, threads: str, idle: dict[str, Any], busy: dict[str, Any]) -> None:
+    def put(
+        self, build: str, threads: str, idle: dict[str, Any], busy: dict[str, Any], save: bool
+    ) -> None:
+        """Keep a row for this run's table; on disk too unless `save` is false (`--no-write`)."""
         self.rows[f"{build}|{threads}"] = [idle, busy]
+        if not save:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.rows, indent=1))
 
@@ -312,7 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="measure nothing: write the table from the rows kept for this CPU",
     )
-    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print only: leave RESULTS.md and the kept rows as they are",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -338,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with busy_core():
                     busy = measure(path, threads, args.dataset, args.limit)
             print(f"  {idle} / busy {busy}", file=sys.stderr, flush=True)
-            kept.put(build.name, threads, idle, busy)
+            kept.put(build.name, threads, idle, busy, save=not args.no_write)
     rows = [
         (build, threads, *kept.get(build.name, threads))
         for build in BUILDS

@@ -487,10 +487,9 @@ def _shown_path(path: Path) -> str:
 def build_info(engine: Engine) -> str:
     """What llama.cpp was built with and what the probe allowed it here."""
     system = engine.lib.llama_print_system_info().decode("utf-8", errors="replace")
-    features = [part.split("=")[0].split(":")[-1].strip() for part in system.split("|")]
-    built = " ".join(
-        f for f, part in zip(features, system.split("|"), strict=True) if part.strip().endswith("1")
-    )
+    # "CPU : SSE3 = 1 | AVX = 1 | ...": the names of the features set to 1
+    pairs = (part.rpartition(":")[2].partition("=") for part in system.split("|"))
+    built = " ".join(name.strip() for name, _, on in pairs if on.strip() == "1")
     extra = "on" if engine.settings.extra_bufts else "off (the probe saw them fail here)"
     return f"{built}; extra buffer types {extra}"
 

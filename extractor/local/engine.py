@@ -223,15 +223,12 @@ class Engine:
             if used + len(tokens) > BATCH:
                 self._run_batch(used, pending)
                 pending, used = [], 0
-            seq = self._free.pop()
             start = self.position if parent is None else parent.end
+            self._fits(start + len(tokens))  # before a sequence is taken: none leaks
+            seq = self._free.pop()
             lib.llama_memory_seq_cp(
                 self._memory, 0 if parent is None else parent.seq, seq, -1, start
             )
-            if start + len(tokens) > self.n_ctx:
-                raise ConfigurationError(
-                    f"the document is too long for the local model's context ({self.n_ctx} tokens)"
-                )
             wanted = set(rows)
             slots = []
             for i, token in enumerate(tokens):
@@ -288,11 +285,14 @@ class Engine:
         table -= np.log(np.exp(table).sum(axis=1, keepdims=True))
         return table
 
-    def _decode(self, tokens: Sequence[int], start: int, *, logits_at: set[int]) -> None:
-        if start + len(tokens) > self.n_ctx:
+    def _fits(self, end: int) -> None:
+        if end > self.n_ctx:
             raise ConfigurationError(
                 f"the document is too long for the local model's context ({self.n_ctx} tokens)"
             )
+
+    def _decode(self, tokens: Sequence[int], start: int, *, logits_at: set[int]) -> None:
+        self._fits(start + len(tokens))
         lib, batch = self.lib, self._batch
         lib.llama_memory_seq_rm(self._memory, 0, start, -1)
         for offset in range(0, len(tokens), 512):
