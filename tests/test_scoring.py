@@ -89,27 +89,39 @@ def test_the_search_chooses_what_scoring_every_candidate_chooses(
     base = _start(engine)
     paths = _paths(engine, values, counted)
     full = {path.value: _full_score(engine, path, base) for path in paths}
+    # the search counts from where the candidates part: here after the ` "` they share
+    [shared] = {path.tokens[0] for path in paths}
+    assert len({path.tokens[1] for path in paths}) > 1
+    common = float(base[shared])
 
-    base = _start(engine)
     before = engine.decoded_tokens
-    found = scoring.best(engine, paths, base)
+    found = scoring.best(engine, paths, engine.tokenize(PROMPT, bos=True))
     searched = engine.decoded_tokens - before
 
     assert found is not None
     score, value = found
     assert full[value] == pytest.approx(max(full.values()), abs=0.05)
-    assert score == pytest.approx(full[value], abs=0.05)
+    assert score + common == pytest.approx(full[value], abs=0.05)
     assert searched < sum(len(p.tokens) for p in paths)
     assert engine.free_branches == SEQUENCES - 1  # every branch was released
 
 
-def test_one_candidate_is_chosen_without_decoding(engine: Engine) -> None:
-    base = _start(engine)
+def test_the_prompt_and_the_shared_start_go_in_one_decode(engine: Engine) -> None:
+    prompt = engine.tokenize(PROMPT + " ", bos=True)  # not what the engine holds now
+    _start(engine)
     before = engine.decodes
-    found = scoring.best(engine, _paths(engine, ["26.00"], None), base)
+    found = scoring.best(engine, _paths(engine, AMOUNTS[:2], None), prompt)
+    assert found is not None
+    # one decode for the prompt's new tokens and ` "`, then one round for the two amounts
+    assert engine.decodes - before == 2
+
+
+def test_one_candidate_is_chosen_without_decoding(engine: Engine) -> None:
+    before = engine.decodes
+    found = scoring.best(engine, _paths(engine, ["26.00"], None), engine.tokenize("new", bos=True))
     assert found is not None and found[1] == "26.00"
     assert engine.decodes == before
 
 
 def test_no_candidate_gives_none(engine: Engine) -> None:
-    assert scoring.best(engine, [], _start(engine)) is None
+    assert scoring.best(engine, [], engine.tokenize(PROMPT, bos=True)) is None

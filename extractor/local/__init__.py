@@ -75,7 +75,7 @@ def complete(
         message["content"] = json.dumps(choice.record, ensure_ascii=False)
         message["spans"] = choice.spans
         prompt_tokens = extractor.prompt_tokens
-        completion_tokens = engine.position - prompt_tokens + choice.generated_tokens
+        completion_tokens = extractor.completion_tokens
         finish = "stop"
     else:
         sampling = {_SAMPLING[k]: v for k, v in body.items() if k in _SAMPLING}

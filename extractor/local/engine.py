@@ -224,7 +224,7 @@ class Engine:
                 self._run_batch(used, pending)
                 pending, used = [], 0
             start = self.position if parent is None else parent.end
-            self._fits(start + len(tokens))  # before a sequence is taken: none leaks
+            self.fits(start + len(tokens))  # before a sequence is taken: none leaks
             seq = self._free.pop()
             lib.llama_memory_seq_cp(
                 self._memory, 0 if parent is None else parent.seq, seq, -1, start
@@ -285,14 +285,15 @@ class Engine:
         table -= np.log(np.exp(table).sum(axis=1, keepdims=True))
         return table
 
-    def _fits(self, end: int) -> None:
+    def fits(self, end: int) -> None:
+        """Raise ConfigurationError unless a prompt of `end` tokens fits in the context."""
         if end > self.n_ctx:
             raise ConfigurationError(
                 f"the document is too long for the local model's context ({self.n_ctx} tokens)"
             )
 
     def _decode(self, tokens: Sequence[int], start: int, *, logits_at: set[int]) -> None:
-        self._fits(start + len(tokens))
+        self.fits(start + len(tokens))
         lib, batch = self.lib, self._batch
         lib.llama_memory_seq_rm(self._memory, 0, start, -1)
         for offset in range(0, len(tokens), 512):

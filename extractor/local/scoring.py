@@ -66,11 +66,14 @@ class _Open(Generic[T]):
     score: float = field(compare=False)  # the path's score up to the chain (first token included)
 
 
-def best(engine: Engine, paths: Sequence[Path[T]], base: Row) -> tuple[float, T] | None:
-    """The candidate with the highest score, as the continuation of the committed prompt.
+def best(engine: Engine, paths: Sequence[Path[T]], prompt: Sequence[int]) -> tuple[float, T] | None:
+    """The candidate with the highest score as the continuation of `prompt`, and that score.
 
-    `base` holds the log-probabilities of the first token after the prompt. Returns
-    None when no path holds a candidate.
+    The prompt goes to the engine together with the tokens every candidate starts with,
+    in one decode (each decode reads the model's weights once, which costs more than
+    the tokens in it). A start they all share adds the same to every score, so scores
+    count from where the candidates part. Nothing is decoded when there is at most one
+    candidate; None when there is none.
     """
     root: _Node[T] = _Node(token=-1, counted=False)
     for path in paths:
@@ -81,8 +84,8 @@ def best(engine: Engine, paths: Sequence[Path[T]], base: Row) -> tuple[float, T]
         if node is not root:
             node.stops.append((path.value, path.ends))
     found: tuple[float, T] | None = None
-    if len(paths) == 1:  # nothing to choose between
-        return (0.0, paths[0].value)
+    if len(paths) <= 1:  # nothing to choose between
+        return (0.0, paths[0].value) if paths else None
     order = itertools.count()
     heap: list[_Open[T]] = []
 
@@ -92,17 +95,17 @@ def best(engine: Engine, paths: Sequence[Path[T]], base: Row) -> tuple[float, T]
             score += float(row[node.token])
         heapq.heappush(heap, _Open(-score, next(order), _chain(node), parent, score))
 
-    shared = 0.0
+    shared = []
     while len(root.children) == 1 and not root.stops:  # a start every candidate shares
         root = next(iter(root.children.values()))
-        shared += float(base[root.token]) if root.counted else 0.0
-        base = engine.commit([root.token])
+        shared.append(root.token)
+    base = engine.start([*prompt, *shared])
     for value, ends in root.stops:
-        total = shared + float(np.logaddexp.reduce(base[ends]))
+        total = float(np.logaddexp.reduce(base[ends]))
         if found is None or total > found[0]:
             found = (total, value)
     for child in root.children.values():
-        push(child, None, shared, base)
+        push(child, None, 0.0, base)
     decoded: list[Branch] = []
     try:
         while heap and engine.free_branches:
