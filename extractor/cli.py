@@ -6,7 +6,9 @@
 
 Exit status: 0 all good; 1 some file gave no record, or the schema cannot be expressed
 (`SchemaError`); 2 a usage or configuration error (bad flag, unloadable SCHEMA, missing
-file, unknown parameter, no model or key); 3 a batch stopped by --max-cost; 130 interrupted.
+file, unknown parameter, no model or key, an output that cannot be written, a batch
+output another job holds); 3 a batch stopped by --max-cost; 130 interrupted. Every error
+is one line on stderr; none prints a traceback.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ from typing import Any, Final
 import pydantic
 
 from extractor import __version__
-from extractor.client import DEFAULT_MAX_RETRIES, Client
-from extractor.errors import ConfigurationError, ExtractorError, SchemaError
+from extractor.client import DEFAULT_DEADLINE, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Client
+from extractor.errors import (
+    ConfigurationError,
+    ExtractorError,
+    SchemaError,
+    json_kind,
+    with_article,
+)
 from extractor.params import PARAMETERS, check_params
 from extractor.providers import DEFAULT_MODEL, MODEL_ENV, MODES, PROVIDERS
 from extractor.schema import DIALECTS, compile_schema
@@ -47,6 +55,10 @@ logger = logging.getLogger("extractor.cli")
 
 _KEY_ENVS: Final = ", ".join(p.key_env for p in PROVIDERS.values() if p.key_env)
 _SCHEMA_HELP: Final = "path/to/file.py:Class, package.module:Class, or a .json JSON Schema file"
+_SCHEMA_MUST: Final = (
+    "SCHEMA must name a model class (a Pydantic BaseModel), a type such as list[Model], "
+    "or a JSON Schema (a dict, or a .json file)"
+)
 _RETRIES_HELP: Final = "re-asks after an invalid answer (default: %(default)s)"
 _PARAM_HELP: Final = (
     "a request parameter, repeatable; VALUE is JSON when it parses (temperature=0, "
@@ -121,7 +133,8 @@ example:
       --model openrouter/mistralai/mistral-large-2407 --concurrency 64 --rpm 600 --max-cost 5
   cat docs.jsonl | extractor batch schemas.contact:Contact - -o contacts.jsonl
 
-INPUT: a folder (every file under it, recursively; the id is the path relative to it),
+INPUT: a folder (every file under it, recursively; the id is the path relative to it;
+symbolic links are not followed, so each file is read once and none outside it),
 a JSONL file (one {"id": ..., "text": ...} object a line), a CSV file with a header row
 (columns id and text), or - for JSONL on stdin. --id-field/--text-field rename the fields.
 
@@ -136,6 +149,8 @@ answers after every re-ask, ...):
 Resume is the default: rerunning skips every id already in either file, so after a
 crash, Ctrl-C or kill -9 each document still ends up exactly once in one of them.
 --retry-failures runs the documents of the failures file again; --restart starts over.
+One job at a time: while a job runs, OUT.lock beside OUT says who holds it, and a second
+job on the same OUT stops at once (exit 2) naming the first.
 Ctrl-C starts no new document and gives those in flight 10 s (a second Ctrl-C leaves
 them for the next run). A 429 slows the whole job: every request waits out the
 Retry-After, and concurrency halves, then grows back. After 20 documents in a row fail
@@ -175,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (`| head`): stop without a traceback
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return EXIT_FAILED
 
 
@@ -313,11 +327,29 @@ def load_target(reference: str) -> Any:
         problem = f"{where} has no {name!r}" if name else f"SCHEMA {reference!r} names no class"
         raise UsageError(f"{problem}; {_suggest(where, module)}")
     if not isinstance(target, (type, Mapping)) and typing.get_origin(target) is None:
-        raise UsageError(
-            f"{reference} is a {type(target).__name__}; SCHEMA must name a model class, "
-            "a type such as list[Model], or a JSON Schema dict"
-        )
+        raise UsageError(f"{reference} is {with_article(type(target).__name__)}; {_SCHEMA_MUST}")
+    if not isinstance(target, Mapping):
+        _check_compiles(reference, target)
     return target
+
+
+def _check_compiles(reference: str, target: Any) -> None:
+    """Refuse, in one line, a target Pydantic cannot build a schema for (a plain class)."""
+    try:
+        compile_schema(target)  # cached: the command's own compile costs nothing more
+    except SchemaError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, pydantic.PydanticSchemaGenerationError):
+            what = (
+                "a plain class, not a Pydantic model"
+                if isinstance(target, type) and not issubclass(target, pydantic.BaseModel)
+                else "a type Pydantic cannot build a schema for (it holds a plain class)"
+            )
+            raise UsageError(f"{reference} is {what}; {_SCHEMA_MUST}") from None
+        if isinstance(cause, pydantic.PydanticUserError):
+            first = str(cause).strip().splitlines()[0]
+            raise UsageError(f"cannot use {reference} as SCHEMA: {first}") from None
+        raise
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -333,13 +365,19 @@ def _extract(args: argparse.Namespace) -> int:
     dump = compile_schema(target).dump
     failures = 0
     with Client(
-        args.model, base_url=args.base_url, mode=args.mode, max_retries=args.max_retries, **params
+        args.model,
+        base_url=args.base_url,
+        mode=args.mode,
+        max_retries=args.max_retries,
+        timeout=args.timeout,
+        deadline=args.deadline,
+        **params,
     ) as client:
         client.check(target)  # before reading any input: stdin may be a terminal
         for name in args.files:
             line = _extract_file(client, target, name, dump)
             failures += "error" in line
-            print(json.dumps(line), flush=True)
+            _emit(json.dumps(line))
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -363,7 +401,7 @@ def _extract_file(
 
 def _schema(args: argparse.Namespace) -> int:
     target = load_target(args.schema)
-    print(json.dumps(compile_schema(target).dialect(args.dialect), indent=2))
+    _emit(json.dumps(compile_schema(target).dialect(args.dialect), indent=2))
     return EXIT_OK
 
 
@@ -381,6 +419,8 @@ def _eval(args: argparse.Namespace) -> int:
             base_url=args.base_url,
             mode=args.mode,
             max_retries=args.max_retries,
+            timeout=args.timeout,
+            deadline=args.deadline,
             **params,
         )
         model = client.check(target)
@@ -392,7 +432,7 @@ def _eval(args: argparse.Namespace) -> int:
     except evaluate.DatasetError as exc:
         raise UsageError(str(exc)) from None
     report = {"model": model, **summary.report()}
-    print(json.dumps(report, indent=2) if args.json else evaluate.format_table(report))
+    _emit(json.dumps(report, indent=2) if args.json else evaluate.format_table(report))
     return EXIT_OK
 
 
@@ -424,6 +464,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     add("--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://host/v1")
     add("--mode", choices=MODES, default="auto", help="how the schema is sent (default: auto)")
     add("--max-retries", type=int, default=DEFAULT_MAX_RETRIES, metavar="N", help=_RETRIES_HELP)
+    add(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"one request, connect to last byte, in seconds (default: {DEFAULT_TIMEOUT:g})",
+    )
+    add(
+        "--deadline",
+        type=_positive_float,
+        default=DEFAULT_DEADLINE,
+        metavar="S",
+        help=f"one document: every attempt and wait, in seconds (default: {DEFAULT_DEADLINE:g})",
+    )
     add("--param", type=_param, action="append", default=[], metavar="NAME=VALUE", help=_PARAM_HELP)
 
 
@@ -452,6 +506,26 @@ def _logging(verbose: bool) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+def _emit(text: str) -> None:
+    """Print `text` to stdout now; one that cannot take it (a full disk) is a `UsageError`."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise  # the reader went away: `main` stops quietly
+    except OSError as exc:
+        _discard_stdout()
+        raise UsageError(
+            f"cannot write to standard output: {exc.strerror or exc}; "
+            "send it to a file or pipe that can take it"
+        ) from None
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so the flush at exit cannot fail with a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _error(message: str, code: int) -> int:
@@ -484,7 +558,7 @@ def _load_json_schema(path: Path) -> Any:
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read the JSON Schema in {path}: {exc}") from None
     if not isinstance(schema, dict):
-        raise UsageError(f"{path} holds a JSON {type(schema).__name__}, not a JSON Schema object")
+        raise UsageError(f"{path} holds {json_kind(schema)}, not a JSON Schema object")
     return schema
 
 

@@ -8,9 +8,12 @@ tenacity inside the generator, with its own budget, so the two loops never mix.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
+import time
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -29,6 +32,7 @@ import tenacity
 from extractor.errors import (
     APIError,
     APIStatusError,
+    APITimeoutError,
     AttemptError,
     ConfigurationError,
     InvalidAnswer,
@@ -41,7 +45,7 @@ from extractor.modes import build_body, decode
 from extractor.params import check_params
 from extractor.parse import load_answer
 from extractor.prompts import document_messages, reask_messages, truncation_message
-from extractor.providers import MODES, Endpoint, resolve
+from extractor.providers import MODES, Endpoint, check_base_url, resolve
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy, describe
 from extractor.schema import CompiledSchema, compile_schema
@@ -61,6 +65,7 @@ logger = logging.getLogger("extractor")
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = 120.0
+DEFAULT_DEADLINE: Final = 600.0
 DEFAULT_MAX_RETRIES: Final = 2
 
 #: What providers say when a prompt exceeds the model's context (OpenAI, Mistral, vLLM, ...).
@@ -85,6 +90,28 @@ class _Plan:
     instructions: str | None
     params: dict[str, Any]
     examples: tuple[tuple[str, Any], ...] = ()  # worked examples: (document, wire record)
+    timeout: float = DEFAULT_TIMEOUT  # one request, from connecting to its last byte
+    deadline: float | None = DEFAULT_DEADLINE  # the extraction: every attempt and wait
+
+    def expires(self) -> float | None:
+        """The `time.monotonic()` instant the extraction must end by, counted from now."""
+        return None if self.deadline is None else time.monotonic() + self.deadline
+
+    def request_timeout(self, expires: float | None) -> float:
+        """The next request's timeout: `timeout`, or what is left of the deadline."""
+        if expires is None:
+            return self.timeout
+        left = expires - time.monotonic()
+        if left <= 0:
+            raise self.deadline_passed()
+        return min(self.timeout, left)
+
+    def deadline_passed(self) -> APITimeoutError:
+        return APITimeoutError(
+            f"the extraction's deadline of {self.deadline:g} s passed (deadline: it bounds "
+            "every attempt of one extraction and the waits between them)",
+            retryable=False,
+        )
 
 
 class Pacer(Protocol):
@@ -101,12 +128,29 @@ class Pacer(Protocol):
         ...
 
 
+class _LoopPools:
+    """The async connection pools one event loop uses, one per proxy (None: direct)."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str | None, httpx.AsyncClient] = {}
+        self.guards: list[AsyncGenerator[None, None]] = []
+
+
 class Client:
-    """Extracts typed records; holds one pooled HTTP client per kind (sync, async).
+    """Extracts typed records; holds pooled HTTP clients (sync, and one per event loop).
 
     Defaults given here (model, mode, retries, request parameters such as
     `temperature`) apply to every call and can be overridden per call. Reuse one client:
-    it keeps connections open between calls.
+    it keeps connections open between calls, and any number of threads and event loops
+    may share it.
+
+    `max_connections` caps the open connections of each event loop's pool (a batch job
+    sets it to its concurrency). `timeout` bounds one request from connecting to its last
+    byte, however slowly the server sends; `deadline` bounds one extraction: its attempts,
+    reasks and the waits between them (None: no bound). Each raises `APITimeoutError`
+    naming which passed.
+    Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`, the same way for
+    sync and async calls; loopback addresses are never proxied.
     """
 
     def __init__(
@@ -119,13 +163,25 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         instructions: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        deadline: float | None = DEFAULT_DEADLINE,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
         **params: Any,
     ) -> None:
         _check_mode(mode)
         _check_retries(max_retries)
+        _check_seconds("timeout", timeout)
+        _check_seconds("deadline", deadline)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ConfigurationError(
+                f"max_connections must be a whole number, not {max_connections!r}"
+            )
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be 1 or more, not {max_connections}")
+        if base_url:
+            check_base_url(base_url)
         self.model = model
         self.base_url = base_url
         self._api_key = api_key
@@ -133,14 +189,16 @@ class Client:
         self.max_retries = max_retries
         self.instructions = instructions
         self.timeout = timeout
+        self.deadline = deadline
         self.retry = retry or RetryPolicy()
         self.params = check_params(params)
         self._transport = transport
         self._async_transport = async_transport
-        self._http: httpx.Client | None = None
-        self._ahttp: (
-            tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, AsyncGenerator[None, None]] | None
-        ) = None
+        self.max_connections = max_connections  # per event loop, for async calls
+        self._http: dict[str | None, httpx.Client] = {}  # by proxy (None: direct)
+        self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPools] = (
+            weakref.WeakKeyDictionary()
+        )
         self._endpoints: dict[tuple[str | None, str | None, str | None], Endpoint] = {}
         self._lock = threading.Lock()
 
@@ -177,11 +235,12 @@ class Client:
         plan = self._plan(target, document, options)
         attempts: list[Attempt] = []
         conversation = _conversation(plan, attempts)
+        expires = plan.expires()
         try:
             mode, body = next(conversation)
             while True:
                 try:
-                    payload = self._deliver(plan, mode, body, attempts)
+                    payload = self._deliver(plan, mode, body, attempts, expires)
                 except APIError as exc:
                     mode, body = conversation.throw(exc)
                 else:
@@ -222,11 +281,12 @@ class Client:
         """
         attempts = [] if attempts is None else attempts
         conversation = _conversation(plan, attempts)
+        expires = plan.expires()
         try:
             mode, body = next(conversation)
             while True:
                 try:
-                    payload = await self._adeliver(plan, mode, body, attempts, pacer)
+                    payload = await self._adeliver(plan, mode, body, attempts, pacer, expires)
                 except APIError as exc:
                     mode, body = conversation.throw(exc)
                 else:
@@ -342,18 +402,28 @@ class Client:
 
     def close(self) -> None:
         """Close the pooled sync connections (async ones close with `aclose`)."""
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        with self._lock:
+            clients, self._http = list(self._http.values()), {}
+        for client in clients:
+            client.close()
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
+        """Close the sync connections and those of the running event loop.
+
+        Other loops' connections close as those loops shut down (`asyncio.run` does).
+        """
         self.close()
-        if self._ahttp is not None:
-            _, client, guard = self._ahttp
-            self._ahttp = None
-            await client.aclose()
-            await guard.aclose()
+        await self._aclose_loop()
+
+    async def _aclose_loop(self) -> None:
+        """Close the connections of the running event loop only."""
+        import asyncio
+
+        with self._lock:
+            pools = self._ahttp.pop(asyncio.get_running_loop(), None)
+        if pools is not None:
+            for guard in pools.guards:
+                await guard.aclose()  # each closes its client
 
     def __enter__(self) -> Client:
         return self
@@ -383,8 +453,13 @@ class Client:
         max_retries = self.max_retries if max_retries is None else max_retries
         instructions = options.pop("instructions", None) or self.instructions
         examples = options.pop("examples", None)
+        timeout = options.pop("timeout", None)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = options.pop("deadline", self.deadline)
         _check_mode(mode)
         _check_retries(max_retries)
+        _check_seconds("timeout", timeout)
+        _check_seconds("deadline", deadline)
         endpoint = self._endpoint(model, base_url, api_key)
         dialect = endpoint.provider.dialect
         params = {**self.params, **check_params(options, temperature_max=dialect.temperature_max)}
@@ -404,7 +479,18 @@ class Client:
         modes = _auto_modes(endpoint) if mode == "auto" else (mode,)
         schema.dialect(dialect.schema_dialect)  # refuse an inexpressible schema before sending
         shown = schema.examples if examples is None else schema.worked(examples)
-        return _Plan(endpoint, schema, document, modes, max_retries, instructions, params, shown)
+        return _Plan(
+            endpoint,
+            schema,
+            document,
+            modes,
+            max_retries,
+            instructions,
+            params,
+            shown,
+            timeout,
+            deadline,
+        )
 
     def _endpoint(self, model: str | None, base_url: str | None, api_key: str | None) -> Endpoint:
         key = (model, base_url, api_key)
@@ -415,23 +501,36 @@ class Client:
                 self._endpoints[key] = endpoint
         return endpoint
 
-    def _sync_client(self) -> httpx.Client:
+    def _sync_client(self, endpoint: Endpoint) -> httpx.Client:
+        """The sync connection pool for `endpoint`'s route (its proxy, or direct)."""
         import httpx  # here, not at the top: in-process models never touch the network
 
-        if self._http is None:
-            with self._lock:
-                if self._http is None:
-                    self._http = httpx.Client(
-                        transport=self._transport, timeout=self.timeout, follow_redirects=False
-                    )
-        return self._http
+        from extractor.transport import sync_transport
 
-    async def _async_client(self) -> httpx.AsyncClient:
-        """The async connection pool of the running event loop.
+        proxy = None if self._transport is not None else endpoint.proxy
+        client = self._http.get(proxy)
+        if client is None:
+            with self._lock:
+                client = self._http.get(proxy)
+                if client is None:
+                    # trust_env=False: the proxy is the one `resolve` chose, never httpx's
+                    # own pick from the environment, so sync and async go the same way
+                    client = httpx.Client(
+                        transport=self._transport or sync_transport(proxy),
+                        timeout=self.timeout,
+                        follow_redirects=False,
+                        trust_env=False,
+                    )
+                    self._http[proxy] = client
+        return client
+
+    async def _async_client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        """The async connection pool of the running event loop, for `endpoint`'s route.
 
         A pool belongs to one loop, so each loop gets its own, and the loop closes it as
         it shuts down (`asyncio.run` finalizes async generators; `_closed_with_loop` is
-        one): calls from one `asyncio.run` after another leave no connection open.
+        one): calls from one `asyncio.run` after another leave no connection open, and
+        threads that each run their own loop never touch each other's connections.
         """
         import asyncio  # here, not at the top: only async callers need it
 
@@ -440,27 +539,62 @@ class Client:
         from extractor.pool import default_async_transport
 
         loop = asyncio.get_running_loop()
-        if self._ahttp is None or self._ahttp[0] is not loop:
-            # through a transport that keeps up with many connections (see extractor.pool)
-            transport = self._async_transport or default_async_transport()
-            client = httpx.AsyncClient(
-                transport=transport, timeout=self.timeout, follow_redirects=False
-            )
-            guard = _closed_with_loop(client)
-            await anext(guard)
-            self._ahttp = (loop, client, guard)
-        return self._ahttp[1]
+        proxy = None if self._async_transport is not None else endpoint.proxy
+        pools = self._ahttp.get(loop)
+        if pools is not None and proxy in pools.clients:
+            return pools.clients[proxy]
+        with self._lock:
+            if self._async_transport is not None and any(
+                other is not loop and not other.is_closed() for other in self._ahttp
+            ):
+                raise ConfigurationError(
+                    "this Client was given an async_transport, which serves one event loop, "
+                    "and another loop is using it: give each thread its own Client, or "
+                    "leave async_transport unset (then every loop gets its own pool)"
+                )
+            pools = self._ahttp.setdefault(loop, _LoopPools())
+        # through a transport that keeps up with many connections (see extractor.pool)
+        transport = self._async_transport or default_async_transport(
+            self.max_connections, proxy=proxy
+        )
+        client = httpx.AsyncClient(
+            transport=transport, timeout=self.timeout, follow_redirects=False, trust_env=False
+        )
+        guard = _closed_with_loop(client)
+        await anext(guard)
+        pools.clients[proxy] = client
+        pools.guards.append(guard)
+        return client
 
     def _deliver(
-        self, plan: _Plan, mode: str, body: dict[str, Any], attempts: list[Attempt]
+        self,
+        plan: _Plan,
+        mode: str,
+        body: dict[str, Any],
+        attempts: list[Attempt],
+        expires: float | None = None,
     ) -> Any:
-        """One request: to the provider over HTTP with transport retries, or in process."""
+        """One request: to the provider over HTTP with transport retries, or in process.
+
+        Each try gets the request timeout, cut to what is left of the deadline `expires`;
+        no retry waits past it.
+        """
         if plan.endpoint.provider.in_process:
             return _local(plan, mode, body, attempts)
         from extractor.transport import post
 
-        retrying = self.retry.retrying(_log_retry)
-        return retrying(post, self._sync_client(), plan.endpoint, body)
+        client = self._sync_client(plan.endpoint)
+
+        def once() -> Any:
+            timeout = plan.request_timeout(expires)
+            try:
+                return post(client, plan.endpoint, body, timeout=timeout)
+            except APITimeoutError:
+                if timeout < plan.timeout:  # cut short by the deadline: that is what passed
+                    raise plan.deadline_passed() from None
+                raise
+
+        return self.retry.retrying(_log_retry, until=expires)(once)
 
     async def _adeliver(
         self,
@@ -469,6 +603,7 @@ class Client:
         body: dict[str, Any],
         attempts: list[Attempt],
         pacer: Pacer | None = None,
+        expires: float | None = None,
     ) -> Any:
         """The async twin of `_deliver`; an in-process model runs off the event loop.
 
@@ -481,12 +616,21 @@ class Client:
             return await asyncio.to_thread(_local, plan, mode, body, list(attempts))
         from extractor.transport import apost
 
-        retrying = self.retry.async_retrying(_log_retry)
-        if pacer is not None:
-            return await retrying(
-                pacer.send, apost, await self._async_client(), plan.endpoint, body
-            )
-        return await retrying(apost, await self._async_client(), plan.endpoint, body)
+        client = await self._async_client(plan.endpoint)
+
+        async def once() -> Any:
+            timeout = plan.request_timeout(expires)
+            send = functools.partial(apost, timeout=timeout)
+            try:
+                if pacer is not None:
+                    return await pacer.send(send, client, plan.endpoint, body)
+                return await send(client, plan.endpoint, body)
+            except APITimeoutError:
+                if timeout < plan.timeout:  # cut short by the deadline: that is what passed
+                    raise plan.deadline_passed() from None
+                raise
+
+        return await self.retry.async_retrying(_log_retry, until=expires)(once)
 
 
 async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
@@ -500,6 +644,14 @@ async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, N
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ConfigurationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def _check_seconds(name: str, value: Any) -> None:
+    """A timeout or deadline: a positive number of seconds (a deadline may be None)."""
+    if value is None and name == "deadline":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
 
 
 def _check_retries(max_retries: Any) -> None:

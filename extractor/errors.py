@@ -8,7 +8,8 @@ ExtractorError
 ├── APIError                  the provider could not be reached, or said no
 │   ├── APIConnectionError    timeouts, refused or dropped connections
 │   │   └── APITimeoutError
-│   └── APIStatusError        an HTTP error status (or an error object in a 200 body)
+│   ├── APIStatusError        an HTTP error status (or an error object in a 200 body)
+│   └── MalformedResponse     a 200 body that is not a chat completion (names the field)
 ├── AttemptError              one answer that could not become a record
 │   ├── InvalidAnswer         not JSON, or JSON that breaks the schema: re-asked
 │   ├── TruncatedAnswer       cut off (token limit, or ends mid-value): re-asked
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from extractor.result import Attempt
@@ -39,11 +40,14 @@ __all__ = [
     "ErrorDetail",
     "ExtractorError",
     "InvalidAnswer",
+    "MalformedResponse",
     "ParameterError",
     "Refusal",
     "RetriesExhausted",
     "SchemaError",
     "TruncatedAnswer",
+    "json_kind",
+    "with_article",
 ]
 
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "set-cookie"})
@@ -78,11 +82,19 @@ class APIError(ExtractorError):
 
 
 class APIConnectionError(APIError):
-    """No usable HTTP response: connection refused or dropped, or a broken body."""
+    """No usable HTTP response: connection refused or dropped, or a broken body.
+
+    `retryable` is False where trying again cannot help (a body over the size cap, the
+    extraction's deadline spent).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError):
-    """The request timed out."""
+    """A deadline passed: one request's `timeout`, or the extraction's `deadline`."""
 
 
 class APIStatusError(APIError):
@@ -141,6 +153,27 @@ class APIStatusError(APIError):
             # a rejection of the request's shape, which no retry will change
             return "response_format" not in self.body
         return self.status in (408, 409, 429)
+
+
+class MalformedResponse(APIError):
+    """The server answered 200, but not with a chat completion: a field is missing or mistyped.
+
+    `problem` names the field and what is wrong with it; `body` keeps the start of the
+    response (keys masked) for diagnosis. The server broke the format, not the model,
+    so the model is not asked again.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        body: str = "",
+        subject: str = "the server's response",
+        expected: str = "chat.completion",
+    ) -> None:
+        super().__init__(f"{subject} is not a {expected}: {problem}")
+        self.problem = problem
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -209,3 +242,37 @@ class RetriesExhausted(ExtractorError):
         super().__init__(f"no valid record after {len(attempts)} attempt(s); last: {last}")
         self.attempts = tuple(attempts)
         self.usage = usage
+
+
+# --- message helpers ---------------------------------------------------------------------
+
+#: Words that start with a "u" said as "you": "a uint8", not "an uint8".
+_U_AS_YOU: Final = ("uni", "uint", "use", "usu", "uti", "uuid", "uri", "url")
+
+
+def with_article(noun: str) -> str:
+    """`noun` after the article it is said with, for messages: "an int", "a str"."""
+    sound = noun.lower()
+    vowel = sound[:1] in ("a", "e", "i", "o") or (
+        sound[:1] == "u" and not sound.startswith(_U_AS_YOU)
+    )
+    return f"{'an' if vowel else 'a'} {noun}"
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words: "an object", "a string", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return with_article(type(value).__name__)

@@ -46,6 +46,7 @@ from extractor.errors import (
     Refusal,
     RetriesExhausted,
     SchemaError,
+    json_kind,
 )
 from extractor.result import Usage
 from extractor.schema import compile_schema
@@ -394,7 +395,7 @@ def _example(line: str, number: int) -> Example:
 
 
 def _kind(value: Any) -> str:
-    return "nothing" if value is None else f"a JSON {type(value).__name__}"
+    return "nothing" if value is None else json_kind(value)
 
 
 def evaluate_dataset(

@@ -10,15 +10,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from extractor.errors import APIStatusError
+from extractor.errors import APIStatusError, MalformedResponse, json_kind
 from extractor.providers import Dialect
 from extractor.result import Usage
 from extractor.schema import CompiledSchema
 
-__all__ = ["Answer", "build_body", "decode"]
+__all__ = ["Answer", "build_body", "decode", "read_content"]
+
+logger = logging.getLogger(__name__)
+
+#: How much of a malformed response its error keeps.
+_EXCERPT_CHARS: Final = 2000
 
 
 def build_body(
@@ -87,47 +94,133 @@ class Answer:
 def decode(mode: str, payload: Any) -> Answer:
     """Read the answer out of a chat.completion object.
 
-    An error object in a 200 body (OpenRouter sends these) raises `APIStatusError`.
+    An error object in a 200 body (OpenRouter sends these) raises `APIStatusError`; a
+    body that is not a chat completion (a field missing, or of the wrong type) raises
+    `MalformedResponse` naming the field. What the model wrote is not judged here: tool
+    arguments sent as a JSON value rather than a string are read as that value's text,
+    for the schema to accept or reject (and the model to be asked again).
     """
+    try:
+        return _decode(mode, payload)
+    except MalformedResponse as exc:
+        raise MalformedResponse(exc.problem, body=_excerpt(payload)) from None
+
+
+def read_content(content: Any, where: str) -> str | None:
+    """The text of a message's (or a delta's) `content`, found at `where` in the response.
+
+    A string or null; some servers send a list of typed parts, whose text parts are
+    joined. Anything else raises `MalformedResponse`.
+    """
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise MalformedResponse(f"{where} is {json_kind(content)}, not a string")
+    texts = []
+    for i, item in enumerate(content):
+        part = _object(item, f"{where}[{i}]")
+        if part.get("type") == "text":  # other parts (images, audio) hold no answer text
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise MalformedResponse(f"{where}[{i}].text is {json_kind(text)}, not a string")
+            texts.append(text)
+    return "".join(texts)
+
+
+def _decode(mode: str, payload: Any) -> Answer:
     if not isinstance(payload, dict):
-        raise APIStatusError(200, "the response is not a JSON object", body=str(payload)[:2000])
+        raise MalformedResponse(f"it is {json_kind(payload)}, not an object")
     if payload.get("error"):
-        raise APIStatusError.from_error_object(payload["error"], body=str(payload)[:2000])
+        raise APIStatusError.from_error_object(payload["error"], body=_excerpt(payload))
     choices = payload.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise APIStatusError(200, "the response has no choices", body=str(payload)[:2000])
-    choice = choices[0]
-    message = choice.get("message") or {}
-    finish_reason = choice.get("finish_reason")
+    if choices is None:
+        raise MalformedResponse("it has no choices")
+    if not isinstance(choices, list):
+        raise MalformedResponse(f"choices is {json_kind(choices)}, not an array")
+    if not choices:
+        raise MalformedResponse("choices is empty")
+    choice = _object(choices[0], "choices[0]")
+    message = _object(choice.get("message"), "choices[0].message")
+    finish_reason = _string(choice.get("finish_reason"), "choices[0].finish_reason")
     if finish_reason == "error":
-        raise APIStatusError(502, "the provider reported an error while generating")
-    text = message.get("content")
+        raise APIStatusError(
+            502, "the provider reported an error while generating", body=_excerpt(payload)
+        )
+    text = read_content(message.get("content"), "choices[0].message.content")
+    refusal = _string(message.get("refusal"), "choices[0].message.refusal")
     tool_call_id = None
     if mode == "tools":
-        calls = message.get("tool_calls") or []
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            where = "choices[0].message.tool_calls"
+            raise MalformedResponse(f"{where} is {json_kind(calls)}, not an array")
         if calls:
-            call = calls[0]
-            tool_call_id = call.get("id")
-            text = (call.get("function") or {}).get("arguments")
-    if text is not None and not isinstance(text, str):
-        text = _join_parts(text)
+            call = _object(calls[0], "choices[0].message.tool_calls[0]")
+            function = _object(call.get("function"), "choices[0].message.tool_calls[0].function")
+            tool_call_id = _label(call.get("id"), "choices[0].message.tool_calls[0].id")
+            text = _arguments(function.get("arguments"))
     return Answer(
         text=text,
         finish_reason=finish_reason,
-        refusal=message.get("refusal") or None,
+        refusal=refusal or None,
         usage=Usage.from_response(payload.get("usage")),
-        response_id=payload.get("id"),
+        response_id=_label(payload.get("id"), "id"),
         tool_call_id=tool_call_id,
-        spans=message.get("spans") if isinstance(message.get("spans"), dict) else None,
+        spans=_spans(message.get("spans")),
     )
 
 
-def _join_parts(content: Any) -> str:
-    """Some servers send content as a list of typed parts; keep the text ones."""
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return str(content)
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        raise MalformedResponse(f"{where} is missing")
+    if not isinstance(value, dict):
+        raise MalformedResponse(f"{where} is {json_kind(value)}, not an object")
+    return value
+
+
+def _string(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise MalformedResponse(f"{where} is {json_kind(value)}, not a string")
+
+
+def _arguments(arguments: Any) -> str | None:
+    """A tool call's arguments as text: servers that parse them send an object, not a string.
+
+    Any other JSON value is the model's own (wrong) answer: its text goes to the schema,
+    which rejects it, so the model is asked again.
+    """
+    if arguments is None or isinstance(arguments, str):
+        return arguments
+    return json.dumps(arguments, ensure_ascii=False, default=str)
+
+
+def _label(value: Any, where: str) -> str | None:
+    """An id, which only labels what it came with: one that is not a string is dropped."""
+    if value is None or isinstance(value, str):
+        return value
+    logger.debug("the response's %s is %s, not a string: dropped", where, json_kind(value))
+    return None
+
+
+def _spans(spans: Any) -> dict[str, list[int]] | None:
+    """Grounded values' spans (local models), each `[start, end)`; malformed ones are dropped."""
+    if not isinstance(spans, dict):
+        return None
+    return {
+        path: span
+        for path, span in spans.items()
+        if isinstance(path, str)
+        and isinstance(span, list)
+        and len(span) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in span)
+    }
+
+
+def _excerpt(payload: Any) -> str:
+    """The start of a response, for an error to carry (keys were masked as it was read)."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):
+        text = repr(type(payload))
+    return text[:_EXCERPT_CHARS]

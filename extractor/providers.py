@@ -19,7 +19,16 @@ from urllib.parse import urlsplit
 
 from extractor.errors import ConfigurationError
 
-__all__ = ["MODES", "PROVIDERS", "Dialect", "Endpoint", "Provider", "resolve"]
+__all__ = [
+    "MODES",
+    "PROVIDERS",
+    "Dialect",
+    "Endpoint",
+    "Provider",
+    "check_base_url",
+    "proxy_for",
+    "resolve",
+]
 
 #: Every mode; `auto` picks among the others by the dialect's order. `grounded` (values
 #: chosen from the document) runs only in process, on local models.
@@ -160,6 +169,8 @@ class Endpoint:
     model: str
     base_url: str
     api_key: str | None = field(repr=False)
+    #: The proxy requests go through (from `HTTPS_PROXY` and its kin), or None: direct.
+    proxy: str | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -206,7 +217,9 @@ def resolve(
         base_url or (provider.base_url_env and env.get(provider.base_url_env)) or provider.base_url
     )
     url = str(url).rstrip("/")
-    scheme = urlsplit(url).scheme
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    check_base_url(url)
     if scheme not in ("http", "https"):
         raise ConfigurationError(f"base_url {url!r} must start with http:// or https://")
     key = api_key or (provider.key_env and env.get(provider.key_env)) or None
@@ -217,10 +230,58 @@ def resolve(
         )
     if key and scheme == "http" and not _is_loopback(url):
         raise ConfigurationError(
-            f"refusing to send an API key over plain HTTP to {urlsplit(url).hostname}; "
+            f"refusing to send an API key over plain HTTP to {parts.hostname}; "
             "use https:// (plain HTTP is allowed only to loopback addresses)"
         )
-    return Endpoint(provider, model_name, url, _Secret(key) if key else None)
+    # A key travels only inside TLS to the server itself, or in the clear straight to a
+    # loopback address: loopback is never proxied, and through a proxy an https request
+    # is a tunnel the proxy cannot read.
+    proxy = proxy_for(url, env)
+    return Endpoint(provider, model_name, url, _Secret(key) if key else None, proxy)
+
+
+def check_base_url(url: str) -> None:
+    """Refuse a base URL that carries a user name or password, without repeating them."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return
+    shown = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    raise ConfigurationError(
+        f"base_url {shown!r} carries a user name or password, which would go with every "
+        "request and into logs: give the key as api_key=... (or in the provider's key "
+        "variable) and base_url without it"
+    )
+
+
+def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy a request to `url` goes through, read from the environment as curl does.
+
+    `https_proxy` / `http_proxy` by the URL's scheme, else `all_proxy` (lower case
+    first, then upper case), unless `no_proxy` names the host (`*`, a host, a domain
+    and its subdomains, with or without a port). Loopback addresses are never proxied:
+    a proxy cannot reach this machine's loopback. Both the sync and the async client
+    use what this returns; neither reads the environment itself.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or _is_loopback(url):
+        return None
+
+    def read(name: str) -> str:
+        return str(environ.get(name) or environ.get(name.upper()) or "").strip()
+
+    for entry in read("no_proxy").split(","):
+        entry = entry.strip().lower()
+        if entry == "*":
+            return None
+        name = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        name = name.lstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return None
+    proxy = read(f"{parts.scheme}_proxy") or read("all_proxy")
+    if not proxy:
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def _is_loopback(url: str) -> bool:

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import tenacity
 
@@ -32,21 +32,25 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
     Read in order: `retry-after-ms`, `Retry-After` (seconds or an HTTP date), then the
     longest of `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` (`1s`, `6m0s`,
     `20ms`) and OpenRouter's `x-ratelimit-reset` (epoch milliseconds).
+
+    A value that is negative, not a number, or longer than a day is ignored (None), so
+    the normal backoff applies rather than no wait at all or an absurd one.
     """
     lower = {k.lower(): v for k, v in headers.items()}
     if (ms := _float(lower.get("retry-after-ms"))) is not None:
-        return max(ms / 1000.0, 0.0)
+        return _sane(ms / 1000.0)
     value = lower.get("retry-after")
     if value is not None:
         seconds = _float(value)
         if seconds is not None:
-            return max(seconds, 0.0)
+            return _sane(seconds)
         try:
             when = email.utils.parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             when = None
         if when is not None:
-            return max(when - (time.time() if now is None else now), 0.0)
+            # a date already past means "now": clocks differ by a little
+            return _sane(max(when - (time.time() if now is None else now), 0.0))
     resets = [
         _duration(lower[k])
         for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
@@ -57,8 +61,18 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
             resets.append(max(epoch_ms / 1000.0 - (time.time() if now is None else now), 0.0))
         else:
             resets.append(epoch_ms)
-    found = [r for r in resets if r is not None]
+    found = [r for r in (_sane(r) for r in resets) if r is not None]
     return max(found) if found else None
+
+
+#: The longest wait a server may ask for and be believed (a day).
+_LONGEST_WAIT: Final = 86_400.0
+
+
+def _sane(seconds: float | None) -> float | None:
+    if seconds is None or not 0.0 <= seconds <= _LONGEST_WAIT:  # NaN fails both
+        return None
+    return seconds
 
 
 def _float(value: str | None) -> float | None:
@@ -79,9 +93,9 @@ def _duration(value: str) -> float | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether a transport failure may go away on its own."""
-    if isinstance(exc, APIStatusError):
+    if isinstance(exc, (APIStatusError, APIConnectionError)):
         return exc.retryable
-    return isinstance(exc, APIConnectionError)
+    return False
 
 
 async def _async_sleep(seconds: float) -> None:
@@ -117,17 +131,25 @@ class RetryPolicy:
         backoff = self.initial * 2.0 ** (state.attempt_number - 1)
         return min(self.max_wait, backoff + random.uniform(0.0, self.jitter))
 
-    def _stop(self) -> tenacity.stop.stop_base:
+    def _stop(self, until: float | None) -> tenacity.stop.stop_base:
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.attempts)
         if self.max_elapsed is not None:
             stop = stop | tenacity.stop_after_delay(self.max_elapsed)
+        if until is not None:
+            stop = stop | _StopBefore(until)
         return stop
 
-    def retrying(self, on_retry: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
-        """A tenacity controller for a blocking request."""
+    def retrying(
+        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: float | None = None
+    ) -> tenacity.Retrying:
+        """A tenacity controller for a blocking request.
+
+        `until` (a `time.monotonic()` instant, the extraction's deadline) stops retrying
+        when the next wait would end past it.
+        """
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
-            stop=self._stop(),
+            stop=self._stop(until),
             wait=self.wait,
             sleep=self.sleep,
             before_sleep=on_retry,
@@ -135,17 +157,28 @@ class RetryPolicy:
         )
 
     def async_retrying(
-        self, on_retry: Callable[[tenacity.RetryCallState], None]
+        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: float | None = None
     ) -> tenacity.AsyncRetrying:
-        """A tenacity controller for a request on the event loop."""
+        """A tenacity controller for a request on the event loop; `until` as `retrying`."""
         return tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(is_retryable),
-            stop=self._stop(),
+            stop=self._stop(until),
             wait=self.wait,
             sleep=self.async_sleep,
             before_sleep=on_retry,
             reraise=True,
         )
+
+
+class _StopBefore(tenacity.stop.stop_base):
+    """Stop when the coming wait would end at or past a `time.monotonic()` instant."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        coming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
+        return time.monotonic() + coming >= self.until
 
 
 def describe(state: tenacity.RetryCallState) -> dict[str, Any]:

@@ -26,7 +26,15 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from extractor.errors import APIConnectionError, APIError, APIStatusError, InvalidAnswer
+from extractor.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    InvalidAnswer,
+    MalformedResponse,
+    json_kind,
+)
+from extractor.modes import read_content
 from extractor.partial import MISSING, PartialReader, Preview
 
 if TYPE_CHECKING:
@@ -119,7 +127,7 @@ class ChunkAssembler:
         self._refusal = ""
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish_reason: str | None = None
-        self._usage: dict[str, Any] | None = None
+        self._usage: Any = None  # read (and checked) by `modes.decode`
         self._id: str | None = None
         self._model: str | None = None
 
@@ -127,7 +135,8 @@ class ChunkAssembler:
         """Fold in one event; return whether the answer's text changed.
 
         Raises `APIStatusError` for an error event (status from its `code`, else 502)
-        and for `finish_reason: "error"`.
+        and for `finish_reason: "error"`, `MalformedResponse` for a chunk whose fields
+        have the wrong types.
         """
         data = event.data.strip()
         if data == "[DONE]":
@@ -144,40 +153,74 @@ class ChunkAssembler:
             raise APIStatusError.from_error_object(error, body=data[:4000])
         if not isinstance(chunk, dict):
             raise APIStatusError(502, f"a stream event is not a JSON object: {data[:200]!r}")
-        self._id = self._id or chunk.get("id")
-        self._model = self._model or chunk.get("model")
-        if isinstance(chunk.get("usage"), dict):
+        if isinstance(chunk.get("id"), str):
+            self._id = self._id or chunk["id"]
+        if isinstance(chunk.get("model"), str):
+            self._model = self._model or chunk["model"]
+        if chunk.get("usage") is not None:
             self._usage = chunk["usage"]  # the last chunk's usage covers the whole request
         before = self.text
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                self._choice(choice, data)
+        try:
+            choices = chunk.get("choices")
+            if choices is not None and not isinstance(choices, list):
+                raise MalformedResponse(f"choices is {json_kind(choices)}, not an array")
+            for position, choice in enumerate(choices or ()):
+                where = f"choices[{position}]"
+                if not isinstance(choice, dict):
+                    raise MalformedResponse(f"{where} is {json_kind(choice)}, not an object")
+                if choice.get("index", 0) == 0:
+                    self._choice(choice, data, where)
+        except MalformedResponse as exc:
+            raise MalformedResponse(
+                exc.problem,
+                body=data[:4000],
+                subject="a stream event",
+                expected="chat.completion.chunk",
+            ) from None
         self.text = self._answer()
         return self.text != before
 
-    def _choice(self, choice: dict[str, Any], data: str) -> None:
-        delta = choice.get("delta") or choice.get("message") or {}
-        content = delta.get("content")
-        if isinstance(content, list):
-            from extractor.modes import _join_parts  # content given as typed parts
-
-            content = _join_parts(content)
-        if isinstance(content, str):
+    def _choice(self, choice: dict[str, Any], data: str, where: str) -> None:
+        name = "delta" if choice.get("delta") else "message"  # a whole message: stream ignored
+        delta = choice.get(name) or {}
+        at = f"{where}.{name}"
+        if not isinstance(delta, dict):
+            raise MalformedResponse(f"{at} is {json_kind(delta)}, not an object")
+        content = read_content(delta.get("content"), f"{at}.content")
+        if content:
             self._content += content
-        if isinstance(delta.get("refusal"), str):
-            self._refusal += delta["refusal"]
-        for position, call in enumerate(delta.get("tool_calls") or ()):
+        refusal = delta.get("refusal")
+        if refusal is not None and not isinstance(refusal, str):
+            raise MalformedResponse(f"{at}.refusal is {json_kind(refusal)}, not a string")
+        self._refusal += refusal or ""
+        calls = delta.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise MalformedResponse(f"{at}.tool_calls is {json_kind(calls)}, not an array")
+        for position, call in enumerate(calls or ()):
+            call_at = f"{at}.tool_calls[{position}]"
             if not isinstance(call, dict):
-                continue
+                raise MalformedResponse(f"{call_at} is {json_kind(call)}, not an object")
             index = call.get("index", position)
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise MalformedResponse(f"{call_at}.index is {json_kind(index)}, not an integer")
             slot = self._calls.setdefault(index, {"id": None, "name": "", "arguments": ""})
-            slot["id"] = slot["id"] or call.get("id")
+            if isinstance(call.get("id"), str):
+                slot["id"] = slot["id"] or call["id"]
             function = call.get("function") or {}
-            if function.get("name") and not slot["name"]:
+            if not isinstance(function, dict):
+                kind = json_kind(function)
+                raise MalformedResponse(f"{call_at}.function is {kind}, not an object")
+            if isinstance(function.get("name"), str) and not slot["name"]:
                 slot["name"] = function["name"]
-            if isinstance(function.get("arguments"), str):
-                slot["arguments"] += function["arguments"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                slot["arguments"] += arguments
+            elif arguments is not None:  # parsed by the server: read as its JSON text
+                slot["arguments"] += json.dumps(arguments, ensure_ascii=False, default=str)
         reason = choice.get("finish_reason")
+        if reason is not None and not isinstance(reason, str):
+            kind = json_kind(reason)
+            raise MalformedResponse(f"{where}.finish_reason is {kind}, not a string")
         if reason == "error":
             raise APIStatusError(
                 502, "the provider reported an error while generating", body=data[:4000]
@@ -387,7 +430,7 @@ class ExtractionStream(_Run, Generic[T]):
 
         client, endpoint = self._client, self._plan.endpoint
         response = client.retry.retrying(_log_retry)(
-            open_stream, client._sync_client(), endpoint, body
+            open_stream, client._sync_client(endpoint), endpoint, body, timeout=self._plan.timeout
         )
         assembler = ChunkAssembler(mode)
         events = read_stream(response, endpoint)
@@ -439,7 +482,11 @@ class AsyncExtractionStream(_Run, Generic[T]):
                         payload = await asyncio.to_thread(_local, plan, mode, body, list(attempts))
                     else:
                         response: httpx.Response = await client.retry.async_retrying(_log_retry)(
-                            aopen_stream, await client._async_client(), plan.endpoint, body
+                            aopen_stream,
+                            await client._async_client(plan.endpoint),
+                            plan.endpoint,
+                            body,
+                            timeout=plan.timeout,
                         )
                         assembler = ChunkAssembler(mode)
                         events = aread_stream(response, plan.endpoint)

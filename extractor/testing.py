@@ -51,8 +51,11 @@ __all__ = [
     "Answer",
     "ChatServer",
     "Delay",
+    "Drip",
     "Drop",
+    "Echo",
     "Fault",
+    "Heartbeat",
     "Item",
     "Raw",
     "RecordedRequest",
@@ -234,6 +237,56 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class Drip:
+    """Send ``then`` one byte every ``interval`` seconds: a server too slow to finish.
+
+    Each byte arrives well within any read timeout, so only a deadline on the whole
+    request ends it. With ``head`` the status line and headers drip too; otherwise they
+    go at once and only the body drips. Stops when the client hangs up or the server
+    stops.
+    """
+
+    then: Item
+    interval: float = 1.0
+    head: bool = False
+
+    def __post_init__(self) -> None:
+        if self.interval < 0:
+            raise ValueError(f"Drip interval must be >= 0, got {self.interval}")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A 200 ``text/event-stream`` that sends only SSE comments, never an answer.
+
+    One comment line (``: OPENROUTER PROCESSING``) every ``interval`` seconds, for
+    ``seconds`` in all, then the body ends with no data: what a router sends while its
+    upstream thinks, here forever as far as a client's read timeout can tell. Served so
+    to streaming and non-streaming requests alike.
+    """
+
+    interval: float = 1.0
+    comment: str = "OPENROUTER PROCESSING"
+    seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise ValueError(f"Heartbeat interval must be > 0, got {self.interval}")
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Serve ``then`` with the request's credentials echoed back in response headers.
+
+    Each secret header the request carried (``Authorization``, ``api-key``, ...) comes
+    back as ``X-Echo-<Name>``, as misconfigured proxies and debug endpoints do: a
+    client must not keep or log it.
+    """
+
+    then: Item
+
+
+@dataclass(frozen=True)
 class Truncated:
     """Send ``then`` with its full Content-Length but only ``keep`` body bytes, then close.
 
@@ -296,7 +349,17 @@ class Stream:
 
 
 Item: TypeAlias = (
-    Answer | Fault | Raw | Delay | Drop | Truncated | Stream | Callable[[RecordedRequest], "Item"]
+    Answer
+    | Fault
+    | Raw
+    | Delay
+    | Drip
+    | Drop
+    | Echo
+    | Heartbeat
+    | Truncated
+    | Stream
+    | Callable[[RecordedRequest], "Item"]
 )
 """Anything that can be scripted: a response description, or a function of the request
 that returns one (resolved when the request arrives)."""
@@ -495,9 +558,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, item: Item, request: RecordedRequest) -> None:
         keep: int | None = None
+        drip: Drip | None = None
+        echoed: dict[str, str] = {}
         current: Item = item
         for _ in range(_MAX_RESOLVE_STEPS):
-            if isinstance(current, Delay):
+            if isinstance(current, Echo):
+                for name, value in self.headers.items():
+                    if name.lower() in _SECRET_HEADERS:
+                        echoed[f"X-Echo-{name}"] = value
+                current = current.then
+            elif isinstance(current, Drip):
+                drip = current
+                current = current.then
+            elif isinstance(current, Heartbeat):
+                _serve_heartbeat(self, current)
+                return
+            elif isinstance(current, Delay):
                 if self._chat._stopping.wait(current.seconds):
                     self._drop()  # the server stopped meanwhile: a stopped server answers nothing
                     return
@@ -510,12 +586,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             elif isinstance(current, (Answer, Stream)) and _wants_stream(request, current):
                 stream = current if isinstance(current, Stream) else Stream(current)
-                _serve_stream(self, stream, request)
+                _serve_stream(self, stream, request, drip)
                 return
             elif isinstance(current, Stream):
                 current = current.answer
             elif isinstance(current, (Answer, Fault, Raw)):
-                self._send(self._render(current, request), keep)
+                response = self._render(current, request)
+                if echoed:
+                    headers = {**response.headers, **echoed}
+                    response = _Response(
+                        response.status, response.body, response.content_type, headers
+                    )
+                self._send(response, keep, drip)
                 return
             else:
                 try:
@@ -566,7 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": dict(answer.usage if answer.usage is not None else DEFAULT_USAGE),
         }
 
-    def _send(self, response: _Response, keep: int | None = None) -> None:
+    def _send(self, response: _Response, keep: int | None = None, drip: Drip | None = None) -> None:
         try:
             phrase = HTTPStatus(response.status).phrase
         except ValueError:
@@ -588,15 +670,34 @@ class _Handler(BaseHTTPRequestHandler):
         head = f"HTTP/1.1 {response.status} {phrase}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         body = response.body if keep is None else response.body[:keep]
+        data = head.encode("latin-1") + b"\r\n" + body
         try:
+            if drip is not None:
+                self._drip(data, drip, len(data) - len(body))
+                return
             # One write: headers and body split over two writes stall on delayed ACKs.
-            self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+            self.wfile.write(data)
             self.wfile.flush()
         except OSError:  # the client hung up (e.g. during a Delay): nothing left to do
             self.close_connection = True
             return
         if keep is not None:
             self._drop()
+
+    def _drip(self, data: bytes, drip: Drip, head: int) -> bool:
+        """Write `data`, its first `head` bytes at once unless they drip too; False if stopped."""
+        at = 0
+        if not drip.head:
+            self.wfile.write(data[:head])
+            self.wfile.flush()
+            at = head
+        for index in range(at, len(data)):
+            if self._chat._stopping.wait(drip.interval):
+                self._drop()
+                return False
+            self.wfile.write(data[index : index + 1])
+            self.wfile.flush()
+        return True
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -697,9 +798,44 @@ def _released(hold: threading.Event, timeout: float, stopping: threading.Event) 
     return not stopping.is_set()
 
 
-def _serve_stream(handler: _Handler, stream: Stream, request: RecordedRequest) -> None:
+def _serve_heartbeat(handler: _Handler, beat: Heartbeat) -> None:
+    """Write SSE comments, one HTTP chunk each, until `beat.seconds` pass; then end."""
+    chat = handler._chat
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\nServer: {handler.server_version}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    line = f": {beat.comment}\n\n".encode()
+    until = time.monotonic() + beat.seconds
+    try:
+        handler.wfile.write(head.encode("latin-1"))
+        handler.wfile.flush()
+        while time.monotonic() < until:
+            handler.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            handler.wfile.flush()
+            if chat._stopping.wait(beat.interval):
+                handler._drop()
+                return
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+    except OSError:  # the client gave up: what this item is for
+        handler.close_connection = True
+
+
+def _serve_stream(
+    handler: _Handler, stream: Stream, request: RecordedRequest, drip: Drip | None = None
+) -> None:
     """Write a streamed answer as chunked server-sent events, one HTTP chunk per event."""
     chat = handler._chat
+
+    def write(data: bytes, head: bool = False) -> bool:
+        if drip is not None and (drip.head or not head):
+            return handler._drip(data, drip, 0)
+        handler.wfile.write(data)
+        handler.wfile.flush()
+        return True
+
     events = _sse_chunks(stream, request, chat._next_id)
     newline = "\r\n" if stream.crlf else "\n"
     headers = {
@@ -712,8 +848,8 @@ def _serve_stream(handler: _Handler, stream: Stream, request: RecordedRequest) -
     }
     head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     try:
-        handler.wfile.write(head.encode("latin-1") + b"\r\n")
-        handler.wfile.flush()
+        if not write(head.encode("latin-1") + b"\r\n", head=True):
+            return
         for event in events:
             if event is None:
                 handler._drop()  # cut mid-stream: the chunked body never ends
@@ -734,10 +870,9 @@ def _serve_stream(handler: _Handler, stream: Stream, request: RecordedRequest) -
                 data = event if isinstance(event, str) else json.dumps(event)
                 line = f"data: {data}{newline}{newline}"
             body = line.encode()
-            handler.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
-            handler.wfile.flush()
-        handler.wfile.write(b"0\r\n\r\n")
-        handler.wfile.flush()
+            if not write(f"{len(body):x}\r\n".encode() + body + b"\r\n"):
+                return
+        write(b"0\r\n\r\n")
     except OSError:  # the client hung up mid-stream
         handler.close_connection = True
 

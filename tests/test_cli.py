@@ -341,7 +341,7 @@ def test_broken_schema_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path
     for reference, expected in [
         (f"{tmp_path}/broken.py:A", "SyntaxError"),
         (f"{tmp_path}/broken.json", "cannot read the JSON Schema"),
-        (f"{tmp_path}/list.json", "holds a JSON list"),
+        (f"{tmp_path}/list.json", "holds an array"),
     ]:
         code, _, err = run(capsys, "schema", reference)
         assert code == 2, reference

@@ -246,7 +246,7 @@ def test_results_file_has_one_line_per_document(
         ),
         (
             '{"id": true, "text": "DOC-X", "gold": {}}',
-            '"id" must be a string or an integer, not a JSON bool',
+            '"id" must be a string or an integer, not a boolean',
         ),
         ('{"id": "x", "gold": {"name": "X"}}', 'line 3: "text" must be a string, not nothing'),
         ('{"id": "x", "text": "  ", "gold": {}}', 'line 3: "text" is empty'),

@@ -3,6 +3,10 @@
 Exit status: 0 every document of the input has a record; 1 some are in the failures
 file (from this run or an earlier one); 2 a usage or configuration error; 3 stopped
 by `--max-cost`; 130 interrupted. The summary goes to stderr, and to `--summary-json`.
+
+Every file the job writes is checked before the first request: OUT and the failures
+file are opened (and locked: a second job on them exits 2 naming the first), and the
+`--summary-json` path is tried, so an unwritable path costs nothing but a one-line error.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ from typing import Any, Final
 
 from extractor.batch.job import BatchJob, failures_path
 from extractor.batch.sources import SourceError, open_source
-from extractor.batch.store import StoreError
+from extractor.batch.store import StoreError, check_writable
 from extractor.client import Client
 from extractor.params import check_params
-from extractor.pool import default_async_transport
 
 __all__ = ["EXIT_MAX_COST", "run"]
 
@@ -32,16 +35,21 @@ def run(args: argparse.Namespace, target: Any) -> int:
 
     output = Path(args.output)
     failures = Path(args.failures) if args.failures else failures_path(output)
+    summary_json = Path(args.summary_json) if args.summary_json else None
     params = check_params(dict(args.param))
     client = Client(
         args.model,
         base_url=args.base_url,
         mode=args.mode,
         max_retries=args.max_retries,
-        async_transport=default_async_transport(max_connections=args.concurrency),
+        timeout=args.timeout,
+        deadline=args.deadline,
+        max_connections=args.concurrency,
         **params,
     )
     try:
+        if summary_json is not None:
+            check_writable(summary_json)  # before the job, not after it
         client.check(target)  # before reading any input: stdin may be a terminal
         source = open_source(args.input, id_field=args.id_field, text_field=args.text_field)
         job = BatchJob(
@@ -64,8 +72,14 @@ def run(args: argparse.Namespace, target: Any) -> int:
     finally:
         client.close()
     print(summary.text(), file=sys.stderr)
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary.report(), indent=2) + "\n")
+    if summary_json is not None:
+        try:
+            summary_json.write_text(json.dumps(summary.report(), indent=2) + "\n")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the summary to {summary_json}: {exc.strerror or exc} "
+                "(the job itself is done; the summary above is the same)"
+            ) from None
     if summary.status == "interrupted":
         return EXIT_INTERRUPTED
     if summary.status == "max_cost":

@@ -11,6 +11,9 @@ of the input therefore ends in exactly one of the two, whatever stops the job:
   to finish, then are abandoned, as they are at once on a second `interrupt()`
   (`interrupted`). Abandoned documents are in neither file, so the next run does them;
 - the process is killed: the same, and the next run also cuts off a torn last line.
+
+One job at a time owns the two files (the `Store` locks them): a second job on the same
+output or failures file stops before it reads them, with a `StoreError` naming the first.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class Summary:
     usage: Usage = field(default_factory=Usage)
     rate_limited: int = 0
     repaired: dict[str, int] = field(default_factory=dict)
+    #: Lines of the files that repeat an id of an earlier line (ignored: the first counts).
+    repeated: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     elapsed_s: float = 0.0
     failure_types: dict[str, int] = field(default_factory=dict)
@@ -116,6 +121,7 @@ class Summary:
             "cost": usage.cost,
             "rate_limited": self.rate_limited,
             "repaired_bytes": self.repaired,
+            "repeated_lines": self.repeated,
         }
 
     def text(self) -> str:
@@ -143,6 +149,8 @@ class Summary:
             lines.append(f"rate limited {self.rate_limited:,} times (429); slowed down")
         for path, size in self.repaired.items():
             lines.append(f"cut off a torn last line of {path} ({size} bytes)")
+        for path, count in self.repeated.items():
+            lines.append(f"ignored {count:,} line(s) of {path} repeating an earlier id")
         lines.append(f"records: {self.output}")
         if self.failed or self.failed_before:
             lines.append(f"failures: {self.failures}")
@@ -251,6 +259,7 @@ class BatchJob:
             self.output, self.failures, restart=self.restart, retry_failures=self.retry_failures
         )
         self.summary.repaired = dict(store.repaired)
+        self.summary.repeated = dict(store.repeated)
         self.summary.already = len(store.done)
         loop = asyncio.get_running_loop()
         window = Window(

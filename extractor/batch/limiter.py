@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from extractor.errors import APIStatusError
+from extractor.result import Usage
 
 if TYPE_CHECKING:
     import httpx
@@ -226,6 +227,6 @@ class Limiter:
         self.gate.succeeded()
         if self.tokens is not None:
             usage = payload.get("usage") if isinstance(payload, dict) else None
-            used = usage.get("total_tokens") if isinstance(usage, dict) else None
-            if isinstance(used, int):
+            used = Usage.from_response(usage).total_tokens  # garbled usage counts 0
+            if used:
                 self.tokens.adjust(used - estimate)

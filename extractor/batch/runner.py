@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from extractor.batch.limiter import Limiter
 from extractor.batch.sources import Document, DocumentError
-from extractor.errors import ConfigurationError, ExtractorError, RetriesExhausted, SchemaError
+from extractor.errors import (
+    ConfigurationError,
+    ExtractorError,
+    RetriesExhausted,
+    SchemaError,
+    with_article,
+)
 from extractor.result import Attempt, Extraction, Usage
 
 if TYPE_CHECKING:
@@ -87,14 +93,16 @@ def as_documents(documents: Iterable[Any] | Mapping[Any, str]) -> Iterator[Docum
             yield _document(item[0], item[1])
         else:
             raise ConfigurationError(
-                f"document {index} is a {type(item).__name__}; pass texts, (id, text) pairs, "
-                "Documents, or a mapping of id to text"
+                f"document {index} is {with_article(type(item).__name__)}; pass texts, "
+                "(id, text) pairs, Documents, or a mapping of id to text"
             )
 
 
 def _document(doc_id: Any, text: Any) -> Document:
     if not isinstance(text, str):
-        return Document(doc_id, problem=f"the text is a {type(text).__name__}, not a str")
+        return Document(
+            doc_id, problem=f"the text is {with_article(type(text).__name__)}, not a str"
+        )
     if not text.strip():
         return Document(doc_id, problem="the document is empty: nothing to extract")
     return Document(doc_id, text)
@@ -368,9 +376,5 @@ def _drive(
 
 
 async def release_pool(client: Client) -> None:
-    """Close the client's async connections if they belong to the running loop."""
-    held = client._ahttp
-    if held is not None and held[0] is asyncio.get_running_loop():
-        client._ahttp = None
-        await held[1].aclose()
-        await held[2].aclose()
+    """Close the client's async connections that belong to the running loop."""
+    await client._aclose_loop()

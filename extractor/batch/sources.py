@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from extractor.errors import ExtractorError
+from extractor.errors import ExtractorError, json_kind
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -30,6 +31,8 @@ __all__ = [
     "SourceError",
     "open_source",
 ]
+
+logger = logging.getLogger("extractor.batch")
 
 #: A larger document is a failure, not a read: no extraction prompt is this big.
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
@@ -85,7 +88,9 @@ def open_source(spec: str, *, id_field: str = "id", text_field: str = "text") ->
         return JsonLinesSource("-", id_field, text_field)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(path)
+        folder = FolderSource(path)
+        folder.check()
+        return folder
     if not path.exists():
         raise SourceError(f"input {spec} does not exist")
     suffix = path.suffix.lower()
@@ -125,32 +130,87 @@ def _checked(text: str) -> tuple[str, str | None]:
 class FolderSource(Source):
     """Every regular file under a folder, recursively; the id is the path relative to it.
 
-    Names starting with a dot are skipped (editor and VCS files). Files are visited in
-    the order the file system lists them, one directory listing at a time.
+    Names starting with a dot are skipped (editor and VCS files). Symbolic links are
+    never followed, so each file is read once, by its own path, and nothing outside the
+    folder is read: a link inside the folder names a file or folder that is visited
+    anyway (a loop such as `sub/loop -> ..` adds nothing), and links that lead outside
+    it are skipped with one warning for them all. A folder is entered once even when a
+    bind mount shows it twice. A subfolder that cannot be listed is one failure, named
+    by its path. Files are visited in the order the file system lists them, one
+    directory listing at a time.
     """
 
     def __init__(self, root: Path) -> None:
         super().__init__(str(root))
         self.root = root
 
-    def _files(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def check(self) -> None:
+        """Refuse a folder that cannot be listed."""
+        try:
+            with os.scandir(self.root):
+                pass
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: OSError) -> SourceError:
+        return SourceError(f"cannot read the folder {self.root}: {exc.strerror or exc}")
+
+    def _files(self, *, warn: bool = False) -> Iterator[tuple[str, os.DirEntry[str] | str]]:
+        """(id, entry) for each regular file; (id, why) for what cannot be listed or looked at.
+
+        With `warn`, the first link leading outside the folder is logged, once per walk.
+        """
+        try:
+            real_root = os.path.realpath(self.root)
+            entered = {_inode(os.stat(self.root))}
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+        outside_warned = not warn
         stack = [""]
         while stack:
             relative = stack.pop()
-            with os.scandir(self.root / relative if relative else self.root) as entries:
+            try:
+                listing = os.scandir(self.root / relative if relative else self.root)
+            except OSError as exc:
+                if not relative:
+                    raise self._unreadable(exc) from None
+                yield relative, f"cannot list this folder: {exc.strerror or exc}"
+                continue
+            with listing as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
                     name = f"{relative}/{entry.name}" if relative else entry.name
-                    if entry.is_dir():
-                        stack.append(name)
-                    elif entry.is_file():
-                        yield name, entry
+                    try:
+                        if entry.is_symlink():
+                            target = os.path.realpath(entry.path)
+                            if not outside_warned and not _within(target, real_root):
+                                outside_warned = True
+                                logger.warning(
+                                    "%s: skipping symbolic links that lead outside the folder "
+                                    "(the first: %s -> %s); only files inside it are read",
+                                    self.root,
+                                    name,
+                                    target,
+                                )
+                            continue  # one inside leads to a path visited by its own name
+                        if entry.is_dir(follow_symlinks=False):
+                            inode = _inode(entry.stat(follow_symlinks=False))
+                            if inode not in entered:
+                                entered.add(inode)
+                                stack.append(name)
+                        elif entry.is_file(follow_symlinks=False):
+                            yield name, entry
+                    except OSError as exc:
+                        yield name, f"cannot look at it: {exc.strerror or exc}"
 
     def __iter__(self) -> Iterator[Document]:
-        for name, entry in self._files():
+        for name, entry in self._files(warn=True):
+            if isinstance(entry, str):
+                yield Document(name, problem=entry)
+                continue
             try:
-                if entry.stat().st_size > MAX_DOCUMENT_BYTES:
+                if entry.stat(follow_symlinks=False).st_size > MAX_DOCUMENT_BYTES:
                     limit = MAX_DOCUMENT_BYTES // 2**20
                     yield Document(name, problem=f"larger than {limit} MB; split it")
                     continue
@@ -163,6 +223,15 @@ class FolderSource(Source):
 
     def count(self) -> int | None:
         return sum(1 for _ in self._files())
+
+
+def _inode(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _within(path: str, root: str) -> bool:
+    """Whether the resolved `path` is `root` or under it (both resolved)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _record_id(value: Any) -> DocumentId | None:
@@ -216,9 +285,7 @@ class JsonLinesSource(Source):
         except ValueError as exc:
             return Document(where, problem=f"{where} is not JSON: {exc}")
         if not isinstance(record, dict):
-            return Document(
-                where, problem=f"{where} is a JSON {type(record).__name__}, not an object"
-            )
+            return Document(where, problem=f"{where} is {json_kind(record)}, not an object")
         doc_id = _record_id(record.get(self.id_field))
         if doc_id is None:
             return Document(
