@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from extractor.client import Client, _check_mode, _check_retries
-from extractor.params import check_params
+from extractor.client import Client
+from extractor.options import check_call
 from extractor.result import Extraction
 
 if TYPE_CHECKING:
@@ -31,10 +31,6 @@ C = TypeVar("C", bound=type)
 
 _default: Client | None = None
 _default_lock = threading.Lock()
-
-_CALL_OPTIONS = frozenset(
-    {"model", "base_url", "api_key", "mode", "max_retries", "instructions", "examples"}
-)
 
 
 def default_client() -> Client:
@@ -75,14 +71,6 @@ def aextract_stream(target: Any, document: str, **options: Any) -> AsyncExtracti
     return default_client().astream(target, document, **options)
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    if "mode" in options:
-        _check_mode(options["mode"])
-    if "max_retries" in options:
-        _check_retries(options["max_retries"])
-    check_params({k: v for k, v in options.items() if k not in _CALL_OPTIONS})
-
-
 @overload
 def extractable(cls: C, /) -> C: ...
 @overload
@@ -98,7 +86,7 @@ def extractable(cls: C | None = None, /, **options: Any) -> C | Callable[[C], C]
     temperature=0)`); every default can be overridden per call. Options are checked here,
     so a bad one fails at import time, not at the first call.
     """
-    _check_options(options)
+    check_call(options)
 
     def decorate(target: C) -> C:
         defaults = dict(options)

@@ -37,19 +37,17 @@ from extractor.errors import (
     ConfigurationError,
     ExtractorError,
     SchemaError,
+    UsageError,
     json_kind,
     with_article,
 )
+from extractor.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from extractor.params import PARAMETERS, check_params
 from extractor.providers import DEFAULT_MODEL, MODEL_ENV, MODES, PROVIDERS
 from extractor.schema import DIALECTS, compile_schema
 
 __all__ = ["UsageError", "build_parser", "load_target", "main"]
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
 
 logger = logging.getLogger("extractor.cli")
 
@@ -165,10 +163,6 @@ or configuration error; 3 stopped by --max-cost (rerun to continue); 130 interru
 (rerun to continue)."""
 
 
-class UsageError(Exception):
-    """A mistake on the command line; reported without a traceback, exit status 2."""
-
-
 class _InputError(Exception):
     """An input file that cannot be used; reported on that file's output line."""
 
@@ -253,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_batch(commands: Any) -> None:
-    """The `batch` command's options; the command itself lives in `extractor.batch.command`."""
+    """The `batch` command's options; the command itself lives in `extractor.cli_batch`."""
     batch = commands.add_parser(
         "batch",
         help="extract every document of a folder, JSONL or CSV into JSON lines; resumable",
@@ -284,7 +278,7 @@ def _add_batch(commands: Any) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from extractor.batch.command import run  # only this command needs the batch engine
+    from extractor.cli_batch import run  # only this command needs the batch engine
 
     return run(args, load_target(args.schema))
 

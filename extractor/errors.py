@@ -3,7 +3,9 @@
 ```
 ExtractorError
 ├── ConfigurationError        a mistake in how the call was set up: fix the call
-│   └── ParameterError        a sampling parameter out of range (names the parameter)
+│   ├── ParameterError        a sampling parameter out of range (names the parameter)
+│   └── UsageError            a mistake on the command line
+├── DatasetError              an evaluation dataset that cannot be used (file and line)
 ├── SchemaError               a target no dialect can express (names the field)
 ├── APIError                  the provider could not be reached, or said no
 │   ├── APIConnectionError    timeouts, refused or dropped connections
@@ -37,6 +39,7 @@ __all__ = [
     "APITimeoutError",
     "AttemptError",
     "ConfigurationError",
+    "DatasetError",
     "ErrorDetail",
     "ExtractorError",
     "InvalidAnswer",
@@ -46,6 +49,7 @@ __all__ = [
     "RetriesExhausted",
     "SchemaError",
     "TruncatedAnswer",
+    "UsageError",
     "json_kind",
     "with_article",
 ]
@@ -59,6 +63,14 @@ class ExtractorError(Exception):
 
 class ConfigurationError(ExtractorError):
     """The call is set up wrongly (unknown provider, missing key, bad option)."""
+
+
+class UsageError(ConfigurationError):
+    """A mistake on the command line; reported in one line, exit status 2."""
+
+
+class DatasetError(ExtractorError, ValueError):
+    """An evaluation dataset or results file that cannot be used (names the file and line)."""
 
 
 class ParameterError(ConfigurationError):

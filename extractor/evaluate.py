@@ -42,6 +42,7 @@ from typing import Any, TextIO, TypedDict
 from extractor.client import Client
 from extractor.errors import (
     ConfigurationError,
+    DatasetError,
     ExtractorError,
     Refusal,
     RetriesExhausted,
@@ -73,10 +74,6 @@ logger = logging.getLogger("extractor.evaluate")
 
 #: How many bad dataset lines one error message lists before it only counts the rest.
 _SHOWN_PROBLEMS = 5
-
-
-class DatasetError(ValueError):
-    """A dataset or results file that cannot be used; the message names the file and line."""
 
 
 class FieldMatch(TypedDict):

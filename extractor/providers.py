@@ -47,6 +47,8 @@ class Dialect:
     schema_dialect: str = "openai-strict"
     #: The order `auto` tries modes in; the first is the best the server offers.
     modes: tuple[str, ...] = ("json_schema", "tools", "json_object", "prompt")
+    #: The modes a call may ask for by name (`auto` aside).
+    accepts: tuple[str, ...] = ("json_schema", "tools", "json_object", "prompt")
     #: Parameters renamed on the wire: common name → this dialect's name.
     renames: Mapping[str, str] = field(default_factory=dict)
     #: `tool_choice` value that forces the one tool; `None` means the named-function form.
@@ -76,8 +78,9 @@ class Provider:
     dialect: Dialect
     #: An environment variable that overrides `base_url` (the ecosystem's convention).
     base_url_env: str | None = None
-    #: Whether the model runs inside this process (no URL, no key, no network).
-    in_process: bool = False
+    #: The backend serving this provider, as `module:Class` (a `backend.Backend` made with
+    #: no arguments); None for HTTP. One that is not HTTP takes no URL and no key.
+    backend: str | None = None
 
 
 OPENAI_DIALECT: Final = Dialect()
@@ -132,10 +135,11 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
             Dialect(
                 schema_dialect="plain",
                 modes=("grounded", "json_schema"),
+                accepts=("grounded", "json_schema"),
                 strict_tools=False,
                 strict_json_schema=False,
             ),
-            in_process=True,
+            backend="extractor.local.backend:LocalBackend",
         ),
         Provider(
             "llamacpp",
@@ -211,7 +215,7 @@ def resolve(
             f"unknown provider {name!r} in model {spec!r}; known: {', '.join(PROVIDERS)} "
             "(any OpenAI-compatible server works as 'openai/MODEL' with base_url=...)"
         )
-    if provider.in_process:
+    if provider.backend is not None:  # served by its own backend: no URL, no key
         return Endpoint(provider, model_name, provider.base_url, None)
     url = (
         base_url or (provider.base_url_env and env.get(provider.base_url_env)) or provider.base_url

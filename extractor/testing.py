@@ -1023,6 +1023,12 @@ class ChatServer:
         with self._lock:
             return next(self._ids)
 
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now."""
+        with self._lock:
+            return len(self._connections)
+
     def _track(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.add(connection)

@@ -24,7 +24,7 @@ import httpx
 from extractor.errors import APIConnectionError, APIStatusError, APITimeoutError
 from extractor.providers import Endpoint
 from extractor.retry import retry_after
-from extractor.stream import SSEDecoder, SSEEvent
+from extractor.sse import SSEDecoder, SSEEvent
 
 __all__ = [
     "MAX_RESPONSE_BYTES",

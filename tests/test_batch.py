@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from extractor import Client, RetryPolicy, default_client, extractable
+from extractor import Client, RetryPolicy, Usage, default_client, extractable
+from extractor.backend import Answer as Reply
 from extractor.batch import (
     BatchJob,
     Document,
@@ -392,8 +393,8 @@ def test_rpm_spaces_requests(server: ChatServer, tmp_path: Path) -> None:
 def test_tpm_waits_for_the_tokens_a_request_needs() -> None:
     sleeps: list[float] = []
 
-    async def post(client: Any, endpoint: Any, body: Any) -> Any:
-        return {"usage": {"total_tokens": 1200}}
+    async def answer() -> Reply:
+        return Reply("{}", "stop", None, Usage(total_tokens=1200), None)
 
     clock = Clock()
 
@@ -402,11 +403,10 @@ def test_tpm_waits_for_the_tokens_a_request_needs() -> None:
         clock.now += seconds
 
     limiter = Limiter(2, tpm=60_000, clock=clock, sleep=sleep)  # 1,000 a second
-    body = {"messages": [{"role": "user", "content": "x" * 3960}]}  # estimated: 1,000 tokens
 
     async def main() -> None:
         for _ in range(3):
-            await limiter.send(post, None, None, body)  # type: ignore[arg-type]
+            await limiter.send(answer, 4004)  # estimated 1,001 tokens: a hair over the bucket
 
     asyncio.run(main())
     # the first fits the bucket; each answer reports 1,200 tokens, so each next one

@@ -26,7 +26,7 @@ from extractor import ExtractorError, InvalidAnswer, RetriesExhausted, Usage
 from extractor.cli import main
 from extractor.errors import MalformedResponse, json_kind, with_article
 from extractor.modes import decode
-from extractor.stream import ChunkAssembler, SSEEvent
+from extractor.sse import ChunkAssembler, SSEEvent
 from extractor.testing import Answer, ChatServer, Raw, RecordedRequest
 from tests.processes import ROOT, child_env, command
 

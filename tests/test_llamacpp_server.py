@@ -33,7 +33,7 @@ import pytest
 from pydantic import BaseModel
 
 import extractor
-import extractor.client
+import extractor.conversation
 from extractor import RetryPolicy
 from tests.extras import require_extras
 from tests.processes import ROOT
@@ -147,7 +147,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], base_url: str, log: Path
 @pytest.fixture(autouse=True)
 def _fresh_mode_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no remembered rejections: `auto` tries json_schema first."""
-    monkeypatch.setattr(extractor.client, "_mode_memory", {})
+    monkeypatch.setattr(extractor.conversation, "mode_memory", {})
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ def test_auto_falls_back_to_json_object_and_remembers(
     assert transport.formats[:2] == ["json_schema", "json_object"]
     assert [e.status for e in transport.exchanges[:2]] == [500, 200]
     assert sleeps == []
-    assert extractor.client._mode_memory[(llamacpp_url, "gemma")] == "json_object"
+    assert extractor.conversation.mode_memory[(llamacpp_url, "gemma")] == "json_object"
 
     sent = len(transport.exchanges)
     second = auto.extract_result(City, DOCUMENT)

@@ -67,7 +67,8 @@ def client() -> Client:
 def test_no_model_configured_means_the_embedded_default(monkeypatch):
     monkeypatch.delenv("EXTRACTOR_MODEL", raising=False)
     endpoint = resolve(None)
-    assert endpoint.label == "local/gemma-3-270m" and endpoint.provider.in_process
+    assert endpoint.label == "local/gemma-3-270m"
+    assert endpoint.provider.backend == "extractor.local.backend:LocalBackend"
 
 
 def test_grounded_extraction_returns_a_valid_instance_with_spans(client):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from extractor.partial import MISSING, PartialReader, Preview, read_partial
-from extractor.stream import SSEDecoder, SSEEvent
+from extractor.sse import SSEDecoder, SSEEvent
 
 scalars = (
     st.none()

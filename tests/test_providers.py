@@ -59,7 +59,7 @@ def test_model_from_extractor_model_variable():
 def test_no_model_at_all_means_the_embedded_default():
     endpoint = resolve(None, environ={})
     assert endpoint.label == "local/gemma-3-270m"
-    assert endpoint.provider.in_process and endpoint.headers() == {}
+    assert endpoint.provider.backend is not None and endpoint.headers() == {}
 
 
 def test_openai_base_url_variable_is_honoured():

@@ -21,20 +21,16 @@ the job's `--concurrency`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from extractor.errors import APIStatusError
-from extractor.result import Usage
 
 if TYPE_CHECKING:
-    import httpx
-
-    from extractor.providers import Endpoint
+    from extractor.modes import Answer
 
 __all__ = ["AdaptiveGate", "Limiter", "TokenBucket"]
 
@@ -140,7 +136,7 @@ class AdaptiveGate:
 class Limiter:
     """Job-wide pacing: concurrency, requests and tokens per minute, 429 backoff.
 
-    One limiter serves every extraction of a job (pass it to each `Client._arun`);
+    One limiter serves every extraction of a job (`Client.backend(..., pacer=limiter)`);
     `rpm`/`tpm` of None mean no such limit.
     """
 
@@ -164,29 +160,24 @@ class Limiter:
         #: 429s seen so far, for progress and the summary.
         self.rate_limited = 0
 
-    async def send(
-        self,
-        post: Callable[[httpx.AsyncClient, Endpoint, Any], Awaitable[Any]],
-        client: httpx.AsyncClient,
-        endpoint: Endpoint,
-        body: Any,
-    ) -> Any:
-        """One try of one request, in its turn (the `Pacer` protocol of the client)."""
-        estimate = 0
-        if self.tokens is not None:
-            estimate = len(json.dumps(body, ensure_ascii=False)) // CHARS_PER_TOKEN
+    async def send(self, call: Callable[[], Awaitable[Answer]], size: int) -> Answer:
+        """One try of one request, in its turn (the `backend.Pacer` protocol).
+
+        `size` is the request's length in characters, for the token estimate.
+        """
+        estimate = size // CHARS_PER_TOKEN if self.tokens is not None else 0
         await self.gate.acquire()
         try:
             await self._wait_turn(estimate)
             started_round = self._round
             try:
-                payload = await post(client, endpoint, body)
+                answer = await call()
             except APIStatusError as exc:
                 if exc.status == 429:
                     self._rate_limited(exc.retry_after, started_round)
                 raise
-            self._answered(payload, estimate)
-            return payload
+            self._answered(answer.usage.total_tokens, estimate)
+            return answer
         finally:
             self.gate.release()
 
@@ -222,11 +213,8 @@ class Limiter:
                 self.gate.limit,
             )
 
-    def _answered(self, payload: Any, estimate: int) -> None:
+    def _answered(self, used: int, estimate: int) -> None:
         self._pause = FIRST_PAUSE
         self.gate.succeeded()
-        if self.tokens is not None:
-            usage = payload.get("usage") if isinstance(payload, dict) else None
-            used = Usage.from_response(usage).total_tokens  # garbled usage counts 0
-            if used:
-                self.tokens.adjust(used - estimate)
+        if self.tokens is not None and used:  # garbled usage counts 0: the estimate stands
+            self.tokens.adjust(used - estimate)

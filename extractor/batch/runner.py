@@ -2,7 +2,7 @@
 
 `Window` keeps at most `concurrency` documents between "read from the input" and
 "taken by the consumer": it reads the next document only when one leaves, so memory
-does not grow with the input. Each document runs through the core (`Client._arun`,
+does not grow with the input. Each document runs through the core (`conversation.acomplete`,
 with the job's `Limiter` as its pacer); what comes out is a `BatchResult` holding
 either the extraction or the error: one bad document never stops the others. Only a
 mistake in the set-up (`ConfigurationError`, `SchemaError`), the same for every
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from extractor.batch.limiter import Limiter
 from extractor.batch.sources import Document, DocumentError
+from extractor.conversation import acomplete
 from extractor.errors import (
     ConfigurationError,
     ExtractorError,
@@ -240,9 +241,11 @@ class Window:
         attempts: list[Attempt] = []
         model: str | None = None
         try:
-            plan = self._client._plan(self._target, document.text, dict(self._options))
+            client = self._client
+            plan = client.prepare(self._target, document.text, **self._options)
             model = plan.endpoint.label
-            extraction = await self._client._arun(plan, self._limiter, attempts)
+            backend = client.backend(plan.endpoint, pacer=self._limiter)
+            extraction = await acomplete(plan, backend, client.emitter, attempts)
         except (ConfigurationError, SchemaError):
             raise  # the same for every document: stop the batch
         except Exception as exc:
@@ -377,4 +380,4 @@ def _drive(
 
 async def release_pool(client: Client) -> None:
     """Close the client's async connections that belong to the running loop."""
-    await client._aclose_loop()
+    await client.aclose_loop()

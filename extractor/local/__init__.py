@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,12 +26,14 @@ from extractor.errors import InvalidAnswer
 from extractor.local.engine import load_engine
 from extractor.local.grounded import GroundedExtractor, bounded_schema
 from extractor.local.weights import model_path
+from extractor.modes import Answer
+from extractor.result import Usage
 
 if TYPE_CHECKING:
+    from extractor.backend import Request
     from extractor.result import Attempt
-    from extractor.schema import CompiledSchema
 
-__all__ = ["complete"]
+__all__ = ["answer"]
 
 #: Token budget of a freely generated record, unless `max_completion_tokens` says otherwise.
 DEFAULT_MAX_TOKENS: Final = 512
@@ -47,59 +48,39 @@ _SAMPLING: Final = {
 }
 
 
-def complete(
-    model: str,
-    mode: str,
-    *,
-    document: str,
-    schema: CompiledSchema[Any],
-    body: dict[str, Any],
-    attempts: Sequence[Attempt],
-    examples: Sequence[tuple[str, Any]] = (),
-) -> dict[str, Any]:
-    """Answer one request in process, as a chat.completion object."""
-    engine = load_engine(model_path(model))
-    started = time.perf_counter()
-    limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
-    message: dict[str, Any] = {"role": "assistant"}
-    if mode == "grounded":
+def answer(request: Request) -> Answer:
+    """Answer one request in process (needs the local extra)."""
+    engine = load_engine(model_path(request.endpoint.model))
+    params = request.params
+    limit = int(
+        params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_MAX_TOKENS
+    )
+    if request.mode == "grounded":
         extractor = GroundedExtractor(
             engine,
-            schema.schema,
-            document,
-            banned=_rejected(attempts),
+            request.schema.schema,
+            request.document,
+            banned=_rejected(request.attempts),
             max_tokens=limit,
-            examples=examples,
+            examples=request.examples,
         )
         choice = extractor.run()
-        message["content"] = json.dumps(choice.record, ensure_ascii=False)
-        message["spans"] = choice.spans
-        prompt_tokens = extractor.prompt_tokens
-        completion_tokens = extractor.completion_tokens
-        finish = "stop"
-    else:
-        sampling = {_SAMPLING[k]: v for k, v in body.items() if k in _SAMPLING}
-        sampling.setdefault("temperature", 0.0)
-        prompt = engine.tokenize(_render(body["messages"]), bos=True)
-        with engine.lock:
-            text, finish, completion_tokens = engine.generate(
-                prompt, bounded_schema(schema.schema), max_tokens=limit, **sampling
-            )
-        message["content"] = text
-        prompt_tokens = len(prompt)
-    return {
-        "id": f"local-{next(_ids)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "elapsed_s": round(time.perf_counter() - started, 4),
-        },
-    }
+        text = json.dumps(choice.record, ensure_ascii=False)
+        usage = Usage(
+            extractor.prompt_tokens,
+            extractor.completion_tokens,
+            extractor.prompt_tokens + extractor.completion_tokens,
+        )
+        return Answer(text, "stop", None, usage, f"local-{next(_ids)}", spans=choice.spans)
+    sampling = {_SAMPLING[k]: v for k, v in params.items() if k in _SAMPLING}
+    sampling.setdefault("temperature", 0.0)
+    prompt = engine.tokenize(_render(request.messages), bos=True)
+    with engine.lock:
+        text, finish, completion_tokens = engine.generate(
+            prompt, bounded_schema(request.schema.schema), max_tokens=limit, **sampling
+        )
+    usage = Usage(len(prompt), completion_tokens, len(prompt) + completion_tokens)
+    return Answer(text, finish, None, usage, f"local-{next(_ids)}")
 
 
 def _render(messages: Sequence[dict[str, Any]]) -> str:

@@ -15,24 +15,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from extractor.batch.job import BatchJob, failures_path
 from extractor.batch.sources import SourceError, open_source
 from extractor.batch.store import StoreError, check_writable
 from extractor.client import Client
+from extractor.errors import UsageError
+from extractor.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MAX_COST, EXIT_OK
 from extractor.params import check_params
 
-__all__ = ["EXIT_MAX_COST", "run"]
-
-#: The job stopped at --max-cost with documents left: a rerun (with a higher cap) goes on.
-EXIT_MAX_COST: Final = 3
+__all__ = ["run"]
 
 
 def run(args: argparse.Namespace, target: Any) -> int:
     """Run `extractor batch` with parsed `args` for `target`; return the exit status."""
-    from extractor.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
-
     output = Path(args.output)
     failures = Path(args.failures) if args.failures else failures_path(output)
     summary_json = Path(args.summary_json) if args.summary_json else None

@@ -1,0 +1,241 @@
+"""The seam between the extraction loop and whatever answers it.
+
+The loop (`extractor.conversation`) asks a `Backend` for one answer at a time, with a
+typed `Request`: the conversation so far, the mode, the schema, the parameters. It gets
+back an `Answer` (the text, finish reason, usage), already read out of whatever the
+backend spoke. Backends in the box:
+
+- `extractor.http.HTTPBackend`: chat completions over HTTP, for every provider preset;
+- `extractor.local.backend.LocalBackend`: the embedded model, in process;
+- `extractor.testing.ScriptedBackend`: answers given in advance, for users' unit tests.
+
+Wrappers are backends too, and stack: `Retrying` adds the transport retry policy (and
+the extraction's deadline), `Paced` a batch job's rate limits. A job's stack is
+`Retrying(Paced(HTTPBackend))`, so each try waits its turn and every 429 is seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+import tenacity
+
+from extractor.errors import APITimeoutError
+from extractor.events import Event
+from extractor.events import Retrying as RetryingEvent
+from extractor.modes import Answer
+from extractor.retry import RetryPolicy, describe
+
+if TYPE_CHECKING:
+    from extractor.providers import Endpoint
+    from extractor.result import Attempt
+    from extractor.schema import CompiledSchema
+
+__all__ = ["Answer", "Backend", "Paced", "Pacer", "Request", "Retrying", "StreamItem"]
+
+#: What a stream yields: the answer's text so far (each time it grows), then the `Answer`.
+StreamItem: TypeAlias = "str | Answer"
+
+
+def _ignore(event: Event) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One answer asked of a backend: everything it needs, nothing of HTTP.
+
+    `attempts` are the earlier attempts of this extraction (a local model avoids the
+    values the validator refused). `timeout` bounds this request; `expires` is the
+    `time.monotonic()` instant the whole extraction must end by (None: no bound).
+    """
+
+    endpoint: Endpoint
+    mode: str
+    messages: Sequence[dict[str, Any]]
+    schema: CompiledSchema[Any]
+    params: dict[str, Any]
+    document: str
+    examples: tuple[tuple[str, Any], ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+    timeout: float = 120.0
+    expires: float | None = None
+    deadline: float | None = None  # the extraction's whole budget, for messages
+    extraction: int = 0  # the extraction's number, for events
+    attempt: int = 1
+    emit: Callable[[Event], None] = field(default=_ignore, compare=False, repr=False)
+
+    def size(self) -> int:
+        """About how many characters the request carries (a batch's token estimate)."""
+        text = json.dumps(self.messages, ensure_ascii=False)
+        return len(text) + len(json.dumps(self.schema.schema))
+
+    def with_time_left(self) -> Request:
+        """This request with its timeout cut to what is left of the deadline.
+
+        Raises `APITimeoutError` (not retried) when the deadline has passed.
+        """
+        if self.expires is None:
+            return self
+        left = self.expires - time.monotonic()
+        if left <= 0:
+            raise self.deadline_passed()
+        return dataclasses.replace(self, timeout=min(self.timeout, left))
+
+    def deadline_passed(self) -> APITimeoutError:
+        return APITimeoutError(
+            f"the extraction's deadline of {self.deadline or 0:g} s passed (deadline: it "
+            "bounds every attempt of one extraction and the waits between them)",
+            retryable=False,
+        )
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Answers requests: sync and async, whole or streamed."""
+
+    def complete(self, request: Request) -> Answer:
+        """The answer to `request`; raises `APIError` when none came."""
+        ...
+
+    async def acomplete(self, request: Request) -> Answer:
+        """The async form of `complete`."""
+        ...
+
+    def stream(self, request: Request) -> Iterator[StreamItem]:
+        """The answer's text as it grows, then the `Answer` itself as the last item."""
+        ...
+
+    def astream(self, request: Request) -> AsyncIterator[StreamItem]:
+        """The async form of `stream`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the running event loop holds (connections); the backend stays usable."""
+        ...
+
+
+class Retrying:
+    """Transport retries (`RetryPolicy`) around another backend, within the deadline.
+
+    Each try gets the request's timeout cut to what is left of the extraction's
+    deadline, and no wait runs past it; a timeout that the deadline cut short is
+    reported as the deadline. A stream is retried only until its first item: once text
+    has been shown, a failure is the caller's to see.
+    """
+
+    def __init__(self, inner: Backend, policy: RetryPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    def _on_retry(self, request: Request) -> Callable[[tenacity.RetryCallState], None]:
+        def report(state: tenacity.RetryCallState) -> None:
+            import logging
+
+            logging.getLogger("extractor").info("request failed, retrying: %s", describe(state))
+            exc = state.outcome.exception() if state.outcome else None
+            request.emit(
+                RetryingEvent(
+                    request.extraction,
+                    request.attempt,
+                    state.attempt_number,
+                    type(exc).__name__ if exc else "",
+                    round(state.upcoming_sleep, 3),
+                )
+            )
+
+        return report
+
+    def _timed(self, request: Request, call: Callable[[Request], Any]) -> Any:
+        tried = request.with_time_left()
+        try:
+            return call(tried)
+        except APITimeoutError:
+            if tried.timeout < request.timeout:  # cut short by the deadline: that passed
+                raise request.deadline_passed() from None
+            raise
+
+    async def _atimed(self, request: Request, call: Callable[[Request], Awaitable[Any]]) -> Any:
+        tried = request.with_time_left()
+        try:
+            return await call(tried)
+        except APITimeoutError:
+            if tried.timeout < request.timeout:
+                raise request.deadline_passed() from None
+            raise
+
+    def complete(self, request: Request) -> Answer:
+        retrying = self.policy.retrying(self._on_retry(request), until=request.expires)
+        answer: Answer = retrying(self._timed, request, self.inner.complete)
+        return answer
+
+    async def acomplete(self, request: Request) -> Answer:
+        retrying = self.policy.async_retrying(self._on_retry(request), until=request.expires)
+        answer: Answer = await retrying(self._atimed, request, self.inner.acomplete)
+        return answer
+
+    def stream(self, request: Request) -> Iterator[StreamItem]:
+        def opened(tried: Request) -> tuple[Iterator[StreamItem], StreamItem]:
+            items = self.inner.stream(tried)
+            return items, next(items)
+
+        retrying = self.policy.retrying(self._on_retry(request), until=request.expires)
+        items, first = retrying(self._timed, request, opened)
+        yield first
+        yield from items
+
+    async def astream(self, request: Request) -> AsyncIterator[StreamItem]:
+        async def opened(tried: Request) -> tuple[AsyncIterator[StreamItem], StreamItem]:
+            items = self.inner.astream(tried)
+            return items, await anext(items)
+
+        retrying = self.policy.async_retrying(self._on_retry(request), until=request.expires)
+        opening: tuple[AsyncIterator[StreamItem], StreamItem] = await retrying(
+            self._atimed, request, opened
+        )
+        items, first = opening
+        yield first
+        async for item in items:
+            yield item
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Pacer(Protocol):
+    """A batch job's rate limits (`extractor.batch.Limiter` is one)."""
+
+    async def send(self, call: Callable[[], Awaitable[Answer]], size: int) -> Answer:
+        """Wait for a turn, run `call`, and learn from its outcome (a 429, the usage)."""
+        ...
+
+
+class Paced:
+    """Every async request of another backend waits for its turn with a `Pacer`.
+
+    Sync calls are not paced (a batch job runs on an event loop): they pass through.
+    """
+
+    def __init__(self, inner: Backend, pacer: Pacer) -> None:
+        self.inner = inner
+        self.pacer = pacer
+
+    def complete(self, request: Request) -> Answer:
+        return self.inner.complete(request)
+
+    async def acomplete(self, request: Request) -> Answer:
+        return await self.pacer.send(lambda: self.inner.acomplete(request), request.size())
+
+    def stream(self, request: Request) -> Iterator[StreamItem]:
+        return self.inner.stream(request)
+
+    def astream(self, request: Request) -> AsyncIterator[StreamItem]:
+        return self.inner.astream(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
