@@ -16,6 +16,7 @@ the extraction's deadline), `Paced` a batch job's rate limits. A job's stack is
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -229,7 +230,22 @@ class Paced:
         return self.inner.complete(request)
 
     async def acomplete(self, request: Request) -> Answer:
-        return await self.pacer.send(lambda: self.inner.acomplete(request), request.size())
+        """Wait for a turn, then send with the time left: the wait counts toward the deadline.
+
+        A job-wide pause (a 429's `Retry-After`) may outlast a document's deadline: the
+        document then fails with the deadline, when it passes, not at the pause's end.
+        """
+
+        async def call() -> Answer:
+            return await self.inner.acomplete(request.with_time_left())
+
+        if request.expires is None:
+            return await self.pacer.send(call, request.size())
+        left = max(request.expires - time.monotonic(), 0.0)
+        try:
+            return await asyncio.wait_for(self.pacer.send(call, request.size()), left)
+        except asyncio.TimeoutError:
+            raise request.deadline_passed() from None
 
     def stream(self, request: Request) -> Iterator[StreamItem]:
         return self.inner.stream(request)

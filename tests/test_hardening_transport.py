@@ -432,3 +432,28 @@ def test_an_oversize_body_is_downloaded_once(server: ChatServer) -> None:
     with pytest.raises(APIConnectionError, match="larger than"):
         client.extract(Contact, TEXT)
     assert len(server.requests) == 1
+
+
+def test_a_long_rate_limit_pause_still_ends_each_document_by_its_deadline(
+    server: ChatServer,
+) -> None:
+    """A 429 asking for 30 s pauses the whole job; a document's deadline still holds."""
+    first = threading.Lock()
+
+    def answer(request: Any) -> Any:
+        if first.acquire(blocking=False):
+            return Fault(429, headers={"Retry-After": "30"})
+        return GOOD
+
+    server.handler = answer
+    client = _client(server, deadline=1.5, retry=RetryPolicy(attempts=3))
+    start = time.monotonic()
+    results = list(client.extract_many(Contact, [TEXT] * 8, concurrency=4, rpm=6000))
+    took = time.monotonic() - start
+    assert len(results) == 8
+    assert took < 1.5 + 2 * MARGIN  # not the 30 s pause
+    failed = [r.error for r in results if r.error is not None]
+    assert failed  # the pause outlasted their deadlines ...
+    # ... and say so; the one the 429 answered reports it (its wait would pass the deadline)
+    assert sum("deadline of 1.5 s" in str(e) for e in failed) == len(failed) - 1
+    assert sum(isinstance(e, APIStatusError) and e.status == 429 for e in failed) == 1

@@ -101,7 +101,7 @@ class AdaptiveGate:
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over just as we were cancelled
-            else:
+            elif waiter in self._waiters:  # `_wake` drops cancelled waiters it meets
                 self._waiters.remove(waiter)
             raise
 
