@@ -33,6 +33,7 @@ from extractor.errors import (
     APITimeoutError,
     AttemptError,
     ConfigurationError,
+    DatasetError,
     ErrorDetail,
     ExtractorError,
     InvalidAnswer,
@@ -42,7 +43,9 @@ from extractor.errors import (
     RetriesExhausted,
     SchemaError,
     TruncatedAnswer,
+    UsageError,
 )
+from extractor.options import Options
 from extractor.providers import MODES, PROVIDERS
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy
@@ -73,12 +76,14 @@ __all__ = [
     "Client",
     "CompiledSchema",
     "ConfigurationError",
+    "DatasetError",
     "ErrorDetail",
     "Extraction",
     "ExtractionStream",
     "ExtractorError",
     "InvalidAnswer",
     "MalformedResponse",
+    "Options",
     "ParameterError",
     "Refusal",
     "RetriesExhausted",
@@ -86,6 +91,7 @@ __all__ = [
     "SchemaError",
     "TruncatedAnswer",
     "Usage",
+    "UsageError",
     "WorkedExample",
     "__version__",
     "aextract",

@@ -16,7 +16,6 @@ the extraction's deadline), `Paced` a batch job's rate limits. A job's stack is
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import time
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
     from extractor.result import Attempt
     from extractor.schema import CompiledSchema
 
-__all__ = ["Answer", "Backend", "Paced", "Pacer", "Request", "Retrying", "StreamItem"]
+__all__ = ["Answer", "Backend", "Budget", "Paced", "Pacer", "Request", "Retrying", "StreamItem"]
 
 #: What a stream yields: the answer's text so far (each time it grows), then the `Answer`.
 StreamItem: TypeAlias = "str | Answer"
@@ -47,13 +46,43 @@ def _ignore(event: Event) -> None:
     return None
 
 
+class Budget:
+    """An extraction's deadline: the `time.monotonic()` instant it must end by.
+
+    Waiting for a batch job's turn (its rate limits, a job-wide pause after a 429) moves
+    the instant on by the time waited: the deadline bounds a document's own attempts and
+    retry waits, not the job's pace, so a pause the provider asks for does not fail every
+    document in flight.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.expires = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float | None:
+        """Seconds left (None: no deadline); 0 or less once it has passed."""
+        return None if self.expires is None else self.expires - time.monotonic()
+
+    def extend(self, seconds: float) -> None:
+        """Move the deadline on (time spent waiting for a turn)."""
+        if self.expires is not None:
+            self.expires += seconds
+
+    def passed(self) -> APITimeoutError:
+        return APITimeoutError(
+            f"the extraction's deadline of {self.seconds or 0:g} s passed (deadline: it "
+            "bounds every attempt of one extraction and the waits between them)",
+            retryable=False,
+        )
+
+
 @dataclass(frozen=True)
 class Request:
     """One answer asked of a backend: everything it needs, nothing of HTTP.
 
     `attempts` are the earlier attempts of this extraction (a local model avoids the
-    values the validator refused). `timeout` bounds this request; `expires` is the
-    `time.monotonic()` instant the whole extraction must end by (None: no bound).
+    values the validator refused). `timeout` bounds this request; `budget` is the whole
+    extraction's deadline (None: no bound).
     """
 
     endpoint: Endpoint
@@ -65,8 +94,7 @@ class Request:
     examples: tuple[tuple[str, Any], ...] = ()
     attempts: tuple[Attempt, ...] = ()
     timeout: float = 120.0
-    expires: float | None = None
-    deadline: float | None = None  # the extraction's whole budget, for messages
+    budget: Budget | None = field(default=None, compare=False)
     extraction: int = 0  # the extraction's number, for events
     attempt: int = 1
     emit: Callable[[Event], None] = field(default=_ignore, compare=False, repr=False)
@@ -81,19 +109,20 @@ class Request:
 
         Raises `APITimeoutError` (not retried) when the deadline has passed.
         """
-        if self.expires is None:
+        left = None if self.budget is None else self.budget.left()
+        if left is None:
             return self
-        left = self.expires - time.monotonic()
         if left <= 0:
             raise self.deadline_passed()
         return dataclasses.replace(self, timeout=min(self.timeout, left))
 
     def deadline_passed(self) -> APITimeoutError:
-        return APITimeoutError(
-            f"the extraction's deadline of {self.deadline or 0:g} s passed (deadline: it "
-            "bounds every attempt of one extraction and the waits between them)",
-            retryable=False,
-        )
+        """The error of a spent deadline."""
+        return (self.budget or Budget(0)).passed()
+
+    def until(self) -> float | None:
+        """The instant the extraction must end by, as it stands now (retries read it)."""
+        return None if self.budget is None else self.budget.expires
 
 
 @runtime_checkable
@@ -171,12 +200,12 @@ class Retrying:
             raise
 
     def complete(self, request: Request) -> Answer:
-        retrying = self.policy.retrying(self._on_retry(request), until=request.expires)
+        retrying = self.policy.retrying(self._on_retry(request), until=request.until)
         answer: Answer = retrying(self._timed, request, self.inner.complete)
         return answer
 
     async def acomplete(self, request: Request) -> Answer:
-        retrying = self.policy.async_retrying(self._on_retry(request), until=request.expires)
+        retrying = self.policy.async_retrying(self._on_retry(request), until=request.until)
         answer: Answer = await retrying(self._atimed, request, self.inner.acomplete)
         return answer
 
@@ -185,7 +214,7 @@ class Retrying:
             items = self.inner.stream(tried)
             return items, next(items)
 
-        retrying = self.policy.retrying(self._on_retry(request), until=request.expires)
+        retrying = self.policy.retrying(self._on_retry(request), until=request.until)
         items, first = retrying(self._timed, request, opened)
         yield first
         yield from items
@@ -195,7 +224,7 @@ class Retrying:
             items = self.inner.astream(tried)
             return items, await anext(items)
 
-        retrying = self.policy.async_retrying(self._on_retry(request), until=request.expires)
+        retrying = self.policy.async_retrying(self._on_retry(request), until=request.until)
         opening: tuple[AsyncIterator[StreamItem], StreamItem] = await retrying(
             self._atimed, request, opened
         )
@@ -230,22 +259,19 @@ class Paced:
         return self.inner.complete(request)
 
     async def acomplete(self, request: Request) -> Answer:
-        """Wait for a turn, then send with the time left: the wait counts toward the deadline.
+        """Wait for a turn, then send with the time left.
 
-        A job-wide pause (a 429's `Retry-After`) may outlast a document's deadline: the
-        document then fails with the deadline, when it passes, not at the pause's end.
+        The wait is the job's (its rate limits, a pause a 429 asked for), not the
+        document's: it moves the document's deadline on (`Budget`).
         """
+        asked = time.monotonic()
 
         async def call() -> Answer:
+            if request.budget is not None:
+                request.budget.extend(time.monotonic() - asked)
             return await self.inner.acomplete(request.with_time_left())
 
-        if request.expires is None:
-            return await self.pacer.send(call, request.size())
-        left = max(request.expires - time.monotonic(), 0.0)
-        try:
-            return await asyncio.wait_for(self.pacer.send(call, request.size()), left)
-        except asyncio.TimeoutError:
-            raise request.deadline_passed() from None
+        return await self.pacer.send(call, request.size())
 
     def stream(self, request: Request) -> Iterator[StreamItem]:
         return self.inner.stream(request)

@@ -62,6 +62,8 @@ class Client:
     naming which passed. Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/
     `NO_PROXY`, the same way for sync and async calls; loopback addresses are never
     proxied. `hooks` receive every event of this client's extractions (`extractor.events`).
+    `backend` answers every request in place of the providers' own (a
+    `testing.ScriptedBackend` in unit tests, say); it is wrapped in the retry policy.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Client:
         async_transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
         hooks: Iterable[Hook] = (),
+        backend: Backend | None = None,
         **params: Any,
     ) -> None:
         check_mode(mode)
@@ -114,6 +117,7 @@ class Client:
             max_connections=max_connections,
         )
         self._http = Retrying(HTTPBackend(self._pools), self.retry)
+        self._given = backend
         self._backends: dict[str, Backend] = {}
         self._endpoints: dict[tuple[str | None, str | None, str | None], Endpoint] = {}
         self._lock = threading.Lock()
@@ -407,7 +411,9 @@ class Client:
         """
         inner: Backend
         path = endpoint.provider.backend
-        if path is None:
+        if self._given is not None:
+            inner = self._given
+        elif path is None:
             if pacer is None:
                 return self._http
             inner = self._http.inner

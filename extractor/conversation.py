@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import tenacity
 
-from extractor.backend import Backend, Request
+from extractor.backend import Backend, Budget, Request
 from extractor.errors import (
     APIError,
     APIStatusError,
@@ -38,6 +37,7 @@ from extractor.parse import load_answer
 from extractor.prompts import document_messages, reask_messages, truncation_message
 from extractor.providers import Endpoint
 from extractor.result import Attempt, Extraction, Usage
+from extractor.retry import rejects_shape
 from extractor.schema import CompiledSchema
 
 __all__ = ["DEFAULT_DEADLINE", "DEFAULT_TIMEOUT", "Plan", "arun", "conversation", "run"]
@@ -79,7 +79,7 @@ class Plan:
         step: Step,
         attempts: list[Attempt],
         *,
-        expires: float | None,
+        budget: Budget,
         extraction: int,
         emit: Emitter,
     ) -> Request:
@@ -94,8 +94,7 @@ class Plan:
             examples=self.examples,
             attempts=tuple(attempts),
             timeout=self.timeout,
-            expires=expires,
-            deadline=self.deadline,
+            budget=budget,
             extraction=extraction,
             attempt=len(attempts) + 1,
             emit=emit,
@@ -115,9 +114,7 @@ def _rejects_mode(exc: APIError) -> bool:
         return False
     if TOO_LONG.search(exc.body):  # the document is too long, in any mode: no fallback
         return False
-    if exc.status in (400, 422):
-        return True
-    return exc.status >= 500 and "response_format" in exc.body
+    return rejects_shape(exc)
 
 
 def conversation(plan: Plan, attempts: list[Attempt]) -> Generator[Step, Answer, Extraction[Any]]:
@@ -311,14 +308,14 @@ def run(
     attempts = [] if attempts is None else attempts
     report = _Report(plan, emit)
     steps = conversation(plan, attempts)
-    expires = None if plan.deadline is None else time.monotonic() + plan.deadline
+    budget = Budget(plan.deadline)
     mode = plan.modes[0]
     try:
         step = next(steps)
         while True:
             mode = step[0]
             request = plan.request(
-                step, attempts, expires=expires, extraction=report.number, emit=emit
+                step, attempts, budget=budget, extraction=report.number, emit=emit
             )
             report.sending(request, stream=stream)
             try:
@@ -363,14 +360,14 @@ async def arun(
     attempts = [] if attempts is None else attempts
     report = _Report(plan, emit)
     steps = conversation(plan, attempts)
-    expires = None if plan.deadline is None else time.monotonic() + plan.deadline
+    budget = Budget(plan.deadline)
     mode = plan.modes[0]
     try:
         step = next(steps)
         while True:
             mode = step[0]
             request = plan.request(
-                step, attempts, expires=expires, extraction=report.number, emit=emit
+                step, attempts, budget=budget, extraction=report.number, emit=emit
             )
             report.sending(request, stream=stream)
             try:

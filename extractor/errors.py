@@ -96,8 +96,9 @@ class APIError(ExtractorError):
 class APIConnectionError(APIError):
     """No usable HTTP response: connection refused or dropped, or a broken body.
 
-    `retryable` is False where trying again cannot help (a body over the size cap, the
-    extraction's deadline spent).
+    `retryable` is False where the error itself says trying again cannot help (a body
+    over the size cap, the extraction's deadline spent); what else is retried is the
+    retry policy's decision (`extractor.retry`).
     """
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:
@@ -156,15 +157,6 @@ class APIStatusError(APIError):
             headers=headers,
             retry_after=retry_after,
         )
-
-    @property
-    def retryable(self) -> bool:
-        """Whether a later identical request may succeed (rate limits, server trouble)."""
-        if self.status >= 500:
-            # llama.cpp's server answers an unsupported response_format with a 500:
-            # a rejection of the request's shape, which no retry will change
-            return "response_format" not in self.body
-        return self.status in (408, 409, 429)
 
 
 class MalformedResponse(APIError):

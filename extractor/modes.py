@@ -1,4 +1,4 @@
-"""Encode a request for a mode, and decode what the server answered. No I/O here.
+"""The modes: each one object that knows its request, its answer, its stream and its reask.
 
 | mode          | the schema travels as                          | the answer is read from     |
 |---------------|------------------------------------------------|-----------------------------|
@@ -6,12 +6,20 @@
 | `tools`       | one function tool, forced by `tool_choice`     | `tool_calls[0]` arguments   |
 | `json_object` | `response_format: {type: json_object}` + prompt| `message.content`           |
 | `prompt`      | the system prompt only                         | the JSON in `message.content` |
+| `grounded`    | nothing: the embedded model chooses values     | the record it built         |
+
+A `Mode` fills in its part of a request body (`shape`), reads its answer out of a
+message (`read`) and out of a stream's deltas (`stream_text`), says what the system
+prompt asks for (`instruction`) and how a failed answer goes back (`reask`). Which modes
+a provider offers is the provider table's business (`providers.Dialect.modes`). No I/O
+here: `build_body` and `decode` are pure.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,12 +28,190 @@ from extractor.providers import Dialect
 from extractor.result import Usage
 from extractor.schema import CompiledSchema
 
-__all__ = ["Answer", "build_body", "decode", "read_content"]
+__all__ = ["MODE_TABLE", "Answer", "Mode", "build_body", "decode", "read_content"]
 
 logger = logging.getLogger(__name__)
 
 #: How much of a malformed response its error keeps.
 _EXCERPT_CHARS: Final = 2000
+
+
+Message = dict[str, Any]
+
+
+class Mode:
+    """What one mode does; the base is a mode whose schema travels in the prompt only."""
+
+    name = "prompt"
+    #: What the system prompt asks for; `{name}` is the schema's name, `{schema}` the schema.
+    instruction = (
+        "Answer with one JSON object that validates against this JSON Schema, and "
+        "nothing else (no prose, no code fences):\n{schema}"
+    )
+    #: Whether the answer is constrained to the schema by the server (not only asked for).
+    structured = False
+    #: Request parameters this mode sets itself (the user's go in through `shape`).
+    owns: frozenset[str] = frozenset()
+
+    def shape(
+        self,
+        body: dict[str, Any],
+        *,
+        name: str,
+        description: str | None,
+        schema: dict[str, Any],
+        dialect: Dialect,
+        params: dict[str, Any],
+    ) -> None:
+        """Put the schema where this mode sends it (`schema` is in the dialect's form)."""
+
+    def read(self, message: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The answer's text in a response message, and the tool call id it came with."""
+        return read_content(message.get("content"), "choices[0].message.content"), None
+
+    def stream_text(self, content: str, calls: list[dict[str, Any]]) -> str:
+        """The answer's text so far in a stream: its content, or its first call's arguments."""
+        return content
+
+    def reask(
+        self, *, raw: str | None, problems: str, tool_call_id: str | None, tool_name: str
+    ) -> list[Message]:
+        """The failed answer and what was wrong with it, as the next messages."""
+        return [
+            {"role": "assistant", "content": raw or ""},
+            {
+                "role": "user",
+                "content": f"That answer did not validate:\n{problems}\n"
+                "Answer again with the corrected JSON object only.",
+            },
+        ]
+
+
+class JSONSchemaMode(Mode):
+    name = "json_schema"
+    instruction = "Answer with the JSON object only."
+    structured = True
+
+    def shape(
+        self,
+        body: dict[str, Any],
+        *,
+        name: str,
+        description: str | None,
+        schema: dict[str, Any],
+        dialect: Dialect,
+        params: dict[str, Any],
+    ) -> None:
+        spec: dict[str, Any] = {"name": name, "schema": schema}
+        if description:
+            spec["description"] = description
+        if dialect.strict_json_schema:
+            spec["strict"] = True
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
+class ToolsMode(Mode):
+    name = "tools"
+    instruction = "Answer by calling the function {name} with the extracted data."
+    structured = True
+    owns = frozenset({"tools", "tool_choice", "structured_outputs"})
+
+    def shape(
+        self,
+        body: dict[str, Any],
+        *,
+        name: str,
+        description: str | None,
+        schema: dict[str, Any],
+        dialect: Dialect,
+        params: dict[str, Any],
+    ) -> None:
+        function: dict[str, Any] = {"name": name, "parameters": schema}
+        if description:
+            function["description"] = description
+        if dialect.strict_tools:
+            function["strict"] = True
+        body["tools"] = [*(params.get("tools") or ()), {"type": "function", "function": function}]
+        body["tool_choice"] = params.get("tool_choice") or (
+            dialect.force_tool or {"type": "function", "function": {"name": name}}
+        )
+
+    def read(self, message: dict[str, Any]) -> tuple[str | None, str | None]:
+        text = read_content(message.get("content"), "choices[0].message.content")
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            where = "choices[0].message.tool_calls"
+            raise MalformedResponse(f"{where} is {json_kind(calls)}, not an array")
+        if not calls:
+            return text, None
+        call = _object(calls[0], "choices[0].message.tool_calls[0]")
+        function = _object(call.get("function"), "choices[0].message.tool_calls[0].function")
+        call_id = _label(call.get("id"), "choices[0].message.tool_calls[0].id")
+        return _arguments(function.get("arguments")), call_id
+
+    def stream_text(self, content: str, calls: list[dict[str, Any]]) -> str:
+        return str(calls[0]["arguments"]) if calls else content
+
+    def reask(
+        self, *, raw: str | None, problems: str, tool_call_id: str | None, tool_name: str
+    ) -> list[Message]:
+        if not tool_call_id:
+            return super().reask(
+                raw=raw, problems=problems, tool_call_id=tool_call_id, tool_name=tool_name
+            )
+        return [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": tool_call_id,
+                        "type": "function",
+                        "function": {"name": tool_name, "arguments": raw or ""},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": tool_call_id,
+                "content": f"The arguments did not validate:\n{problems}\n"
+                f"Call {tool_name} again with every problem fixed.",
+            },
+        ]
+
+
+class JSONObjectMode(Mode):
+    name = "json_object"
+    instruction = "Answer with one JSON object that validates against this JSON Schema:\n{schema}"
+
+    def shape(
+        self,
+        body: dict[str, Any],
+        *,
+        name: str,
+        description: str | None,
+        schema: dict[str, Any],
+        dialect: Dialect,
+        params: dict[str, Any],
+    ) -> None:
+        response_format: dict[str, Any] = {"type": "json_object"}
+        if dialect.json_object_schema:
+            response_format["schema"] = schema
+        body["response_format"] = response_format
+
+
+class GroundedMode(Mode):
+    """The embedded model builds the record from the document's own text: no wire."""
+
+    name = "grounded"
+    instruction = "Copy every value exactly as the document prints it."
+
+
+#: Every mode by name (`auto` is not one: it picks among a provider's modes).
+MODE_TABLE: Final[Mapping[str, Mode]] = {
+    mode.name: mode
+    for mode in (JSONSchemaMode(), ToolsMode(), JSONObjectMode(), Mode(), GroundedMode())
+}
 
 
 def build_body(
@@ -38,42 +224,21 @@ def build_body(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """The JSON body of one chat-completions request, in the dialect's own names."""
+    shape = MODE_TABLE[mode]
     body: dict[str, Any] = {"model": model, "messages": messages}
-    user_tools = params.get("tools")
-    wire_schema = schema.dialect(dialect.schema_dialect)
-    if mode == "json_schema":
-        spec: dict[str, Any] = {"name": schema.name, "schema": wire_schema}
-        if schema.description:
-            spec["description"] = schema.description
-        if dialect.strict_json_schema:
-            spec["strict"] = True
-        body["response_format"] = {"type": "json_schema", "json_schema": spec}
-    elif mode == "tools":
-        function: dict[str, Any] = {"name": schema.name, "parameters": wire_schema}
-        if schema.description:
-            function["description"] = schema.description
-        if dialect.strict_tools:
-            function["strict"] = True
-        body["tools"] = [*(user_tools or ()), {"type": "function", "function": function}]
-        body["tool_choice"] = params.get("tool_choice") or (
-            dialect.force_tool or {"type": "function", "function": {"name": schema.name}}
-        )
-    elif mode == "json_object":
-        response_format: dict[str, Any] = {"type": "json_object"}
-        if dialect.json_object_schema:
-            response_format["schema"] = wire_schema
-        body["response_format"] = response_format
+    shape.shape(
+        body,
+        name=schema.name,
+        description=schema.description,
+        schema=schema.dialect(dialect.schema_dialect),
+        dialect=dialect,
+        params=params,
+    )
     for name, value in params.items():
-        if name in ("structured_outputs", "tools", "tool_choice") and mode == "tools":
-            continue
-        if name == "structured_outputs":
+        if name in shape.owns or name == "structured_outputs":
             continue
         body[dialect.renames.get(name, name)] = value
-    if (
-        dialect.require_parameters
-        and mode in ("json_schema", "tools")
-        and params.get("structured_outputs", True)
-    ):
+    if dialect.require_parameters and shape.structured and params.get("structured_outputs", True):
         body["provider"] = {"require_parameters": True}
     return body
 
@@ -146,19 +311,8 @@ def _decode(mode: str, payload: Any) -> Answer:
         raise APIStatusError(
             502, "the provider reported an error while generating", body=_excerpt(payload)
         )
-    text = read_content(message.get("content"), "choices[0].message.content")
     refusal = _string(message.get("refusal"), "choices[0].message.refusal")
-    tool_call_id = None
-    if mode == "tools":
-        calls = message.get("tool_calls")
-        if calls is not None and not isinstance(calls, list):
-            where = "choices[0].message.tool_calls"
-            raise MalformedResponse(f"{where} is {json_kind(calls)}, not an array")
-        if calls:
-            call = _object(calls[0], "choices[0].message.tool_calls[0]")
-            function = _object(call.get("function"), "choices[0].message.tool_calls[0].function")
-            tool_call_id = _label(call.get("id"), "choices[0].message.tool_calls[0].id")
-            text = _arguments(function.get("arguments"))
+    text, tool_call_id = MODE_TABLE[mode].read(message)
     return Answer(
         text=text,
         finish_reason=finish_reason,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from extractor.errors import ErrorDetail
+from extractor.modes import MODE_TABLE
 
 __all__ = ["document_messages", "reask_messages", "truncation_message"]
 
@@ -21,21 +22,11 @@ _BASE = (
     "Use only what the document says; where it gives no value for a field that may be "
     "null, use null. Never invent values."
 )
-_BY_MODE = {
-    "json_schema": "Answer with the JSON object only.",
-    "grounded": "Copy every value exactly as the document prints it.",
-    "tools": "Answer by calling the function {name} with the extracted data.",
-    "json_object": "Answer with one JSON object that validates against this JSON Schema:\n{schema}",
-    "prompt": (
-        "Answer with one JSON object that validates against this JSON Schema, and "
-        "nothing else (no prose, no code fences):\n{schema}"
-    ),
-}
 
 
 def system_prompt(mode: str, *, name: str, schema: dict[str, Any], instructions: str | None) -> str:
     """Instructions for one mode; only modes with no schema channel carry the schema."""
-    template = _BY_MODE[mode]
+    template = MODE_TABLE[mode].instruction
     if "{schema}" in template:
         template = template.replace(
             "{schema}", json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
@@ -90,35 +81,9 @@ def reask_messages(
     tool_name: str,
 ) -> list[Message]:
     """The previous answer and what was wrong with it, without resending the schema."""
-    problems = render_errors(errors)
-    if mode == "tools" and tool_call_id:
-        return [
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": tool_call_id,
-                        "type": "function",
-                        "function": {"name": tool_name, "arguments": raw or ""},
-                    }
-                ],
-            },
-            {
-                "role": "tool",
-                "tool_call_id": tool_call_id,
-                "content": f"The arguments did not validate:\n{problems}\n"
-                f"Call {tool_name} again with every problem fixed.",
-            },
-        ]
-    return [
-        {"role": "assistant", "content": raw or ""},
-        {
-            "role": "user",
-            "content": f"That answer did not validate:\n{problems}\n"
-            "Answer again with the corrected JSON object only.",
-        },
-    ]
+    return MODE_TABLE[mode].reask(
+        raw=raw, problems=render_errors(errors), tool_call_id=tool_call_id, tool_name=tool_name
+    )
 
 
 def truncation_message(detail: str | None = None) -> Message:

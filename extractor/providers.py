@@ -142,6 +142,13 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
             backend="extractor.local.backend:LocalBackend",
         ),
         Provider(
+            "test",
+            "test:",
+            None,
+            Dialect(schema_dialect="plain", strict_tools=False, strict_json_schema=False),
+            backend="extractor.scripted:ScriptedBackend",
+        ),
+        Provider(
             "llamacpp",
             "http://127.0.0.1:8080/v1",
             None,

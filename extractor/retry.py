@@ -20,7 +20,10 @@ import tenacity
 
 from extractor.errors import APIConnectionError, APIStatusError
 
-__all__ = ["RetryPolicy", "retry_after"]
+#: The instant retries must end by: a `time.monotonic()` value, a function giving it, or None.
+Until = float | Callable[[], float | None] | None
+
+__all__ = ["RETRY_STATUSES", "RetryPolicy", "is_retryable", "rejects_shape", "retry_after"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -91,9 +94,32 @@ def _duration(value: str) -> float | None:
     return sum(float(n) * _UNIT[u] for n, u in parts)
 
 
+#: Statuses a later identical request may get past: a timeout, a conflict, a rate limit.
+RETRY_STATUSES: Final = frozenset({408, 409, 429})
+
+
+def rejects_shape(exc: APIStatusError) -> bool:
+    """Whether an error status refuses the request's shape (its mode), not this request.
+
+    400 and 422 do; so does llama.cpp's server, which answers a `response_format` it
+    cannot honour with a 500 naming it. No retry changes such an answer.
+    """
+    if exc.status in (400, 422):
+        return True
+    return exc.status >= 500 and "response_format" in exc.body
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Whether a transport failure may go away on its own."""
-    if isinstance(exc, (APIStatusError, APIConnectionError)):
+    """Whether a transport failure may go away on its own: the one place this is decided.
+
+    Error statuses 408, 409, 429 and 5xx (but not a 5xx refusing the request's shape);
+    connection failures and timeouts, unless the error says trying again cannot help.
+    """
+    if isinstance(exc, APIStatusError):
+        if exc.status >= 500:
+            return not rejects_shape(exc)
+        return exc.status in RETRY_STATUSES
+    if isinstance(exc, APIConnectionError):
         return exc.retryable
     return False
 
@@ -131,7 +157,7 @@ class RetryPolicy:
         backoff = self.initial * 2.0 ** (state.attempt_number - 1)
         return min(self.max_wait, backoff + random.uniform(0.0, self.jitter))
 
-    def _stop(self, until: float | None) -> tenacity.stop.stop_base:
+    def _stop(self, until: Until) -> tenacity.stop.stop_base:
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.attempts)
         if self.max_elapsed is not None:
             stop = stop | tenacity.stop_after_delay(self.max_elapsed)
@@ -140,12 +166,12 @@ class RetryPolicy:
         return stop
 
     def retrying(
-        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: float | None = None
+        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: Until = None
     ) -> tenacity.Retrying:
         """A tenacity controller for a blocking request.
 
-        `until` (a `time.monotonic()` instant, the extraction's deadline) stops retrying
-        when the next wait would end past it.
+        `until` (a `time.monotonic()` instant, the extraction's deadline, or a function
+        that says it as it stands) stops retrying when the next wait would end past it.
         """
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
@@ -157,7 +183,7 @@ class RetryPolicy:
         )
 
     def async_retrying(
-        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: float | None = None
+        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: Until = None
     ) -> tenacity.AsyncRetrying:
         """A tenacity controller for a request on the event loop; `until` as `retrying`."""
         return tenacity.AsyncRetrying(
@@ -173,12 +199,15 @@ class RetryPolicy:
 class _StopBefore(tenacity.stop.stop_base):
     """Stop when the coming wait would end at or past a `time.monotonic()` instant."""
 
-    def __init__(self, until: float) -> None:
+    def __init__(self, until: float | Callable[[], float | None]) -> None:
         self.until = until
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        until = self.until() if callable(self.until) else self.until
+        if until is None:
+            return False
         coming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
-        return time.monotonic() + coming >= self.until
+        return time.monotonic() + coming >= until
 
 
 def describe(state: tenacity.RetryCallState) -> dict[str, Any]:

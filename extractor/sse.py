@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from extractor.errors import APIConnectionError, APIStatusError, MalformedResponse, json_kind
-from extractor.modes import read_content
+from extractor.modes import MODE_TABLE, read_content
 
 __all__ = ["ChunkAssembler", "SSEDecoder", "SSEEvent"]
 
@@ -204,9 +204,8 @@ class ChunkAssembler:
             self._finish_reason = reason
 
     def _answer(self) -> str:
-        if self.mode == "tools" and self._calls:
-            return str(self._calls[min(self._calls)]["arguments"])
-        return self._content
+        calls = [call for _, call in sorted(self._calls.items())]
+        return MODE_TABLE[self.mode].stream_text(self._content, calls)
 
     def payload(self) -> dict[str, Any]:
         """The whole answer as a `chat.completion` object, for `modes.decode`.

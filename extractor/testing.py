@@ -47,6 +47,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeAlias, cast
 
+from extractor.scripted import ScriptedBackend
+
 __all__ = [
     "Answer",
     "ChatServer",
@@ -59,6 +61,7 @@ __all__ = [
     "Item",
     "Raw",
     "RecordedRequest",
+    "ScriptedBackend",
     "Stream",
     "Truncated",
 ]

@@ -434,15 +434,19 @@ def test_an_oversize_body_is_downloaded_once(server: ChatServer) -> None:
     assert len(server.requests) == 1
 
 
-def test_a_long_rate_limit_pause_still_ends_each_document_by_its_deadline(
-    server: ChatServer,
-) -> None:
-    """A 429 asking for 30 s pauses the whole job; a document's deadline still holds."""
+def test_a_rate_limit_pause_does_not_spend_the_documents_deadlines(server: ChatServer) -> None:
+    """A 429 asking for 3 s pauses the whole job; the wait is the job's, not the documents'.
+
+    Each document's deadline (1.5 s) is moved on by the time it waited for its turn, so
+    the documents in flight finish after the pause instead of failing at their deadline
+    (and stopping the job as if the provider were down). The one the 429 answered would
+    have to wait past its own deadline: it ends with the 429.
+    """
     first = threading.Lock()
 
     def answer(request: Any) -> Any:
         if first.acquire(blocking=False):
-            return Fault(429, headers={"Retry-After": "30"})
+            return Fault(429, headers={"Retry-After": "3"})
         return GOOD
 
     server.handler = answer
@@ -451,9 +455,7 @@ def test_a_long_rate_limit_pause_still_ends_each_document_by_its_deadline(
     results = list(client.extract_many(Contact, [TEXT] * 8, concurrency=4, rpm=6000))
     took = time.monotonic() - start
     assert len(results) == 8
-    assert took < 1.5 + 2 * MARGIN  # not the 30 s pause
+    assert 2.5 < took < 3 + 2 * MARGIN  # the pause was waited out, once
     failed = [r.error for r in results if r.error is not None]
-    assert failed  # the pause outlasted their deadlines ...
-    # ... and say so; the one the 429 answered reports it (its wait would pass the deadline)
-    assert sum("deadline of 1.5 s" in str(e) for e in failed) == len(failed) - 1
-    assert sum(isinstance(e, APIStatusError) and e.status == 429 for e in failed) == 1
+    assert len(failed) == 1
+    assert isinstance(failed[0], APIStatusError) and failed[0].status == 429

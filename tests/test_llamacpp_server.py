@@ -35,6 +35,7 @@ from pydantic import BaseModel
 import extractor
 import extractor.conversation
 from extractor import RetryPolicy
+from extractor.retry import is_retryable
 from tests.extras import require_extras
 from tests.processes import ROOT
 
@@ -318,7 +319,7 @@ def test_json_schema_raises_the_500_without_retrying(
 
     assert raised.value.status == 500
     assert "response_format" in raised.value.body
-    assert not raised.value.retryable
+    assert not is_retryable(raised.value)
     assert len(transport.exchanges) == 1
     assert sleeps == []
     assert elapsed < 10.0  # a validation error, answered before any generation

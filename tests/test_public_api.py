@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
+
+import pytest
 
 import extractor
 
@@ -22,3 +26,51 @@ def test_errors_share_one_root():
 
 def test_package_ships_type_information():
     assert (Path(extractor.__file__).parent / "py.typed").exists()
+
+
+# Every public name, by module: adding one is a decision, so it is written down here.
+PUBLIC = {
+    "extractor": {
+        *("DIALECTS", "MODES", "PROVIDERS", "APIConnectionError", "APIError"),
+        *("APIStatusError", "APITimeoutError", "AsyncExtractionStream", "Attempt"),
+        *("AttemptError", "Client", "CompiledSchema", "ConfigurationError", "DatasetError"),
+        *("ErrorDetail", "Extraction", "ExtractionStream", "ExtractorError", "InvalidAnswer"),
+        *("MalformedResponse", "Options", "ParameterError", "Refusal", "RetriesExhausted"),
+        *("RetryPolicy", "SchemaError", "TruncatedAnswer", "Usage", "UsageError"),
+        *("WorkedExample", "__version__", "aextract", "aextract_stream", "compile_schema"),
+        *("default_client", "extract", "extract_stream", "extractable", "worked_examples"),
+    },
+    "extractor.testing": {
+        *("Answer", "ChatServer", "Delay", "Drip", "Drop", "Echo", "Fault", "Heartbeat"),
+        *("Item", "Raw", "RecordedRequest", "ScriptedBackend", "Stream", "Truncated"),
+    },
+    "extractor.batch": {
+        *("BatchJob", "BatchResult", "Document", "DocumentError", "Limiter", "Source"),
+        *("SourceError", "Store", "StoreError", "Summary", "failures_path", "open_source"),
+    },
+    "extractor.backend": {"Answer", "Backend", "Budget", "Paced", "Pacer", "Request", "Retrying"}
+    | {"StreamItem"},
+    "extractor.events": {
+        *("Answered", "Event", "Failed", "Finished", "Hook", "Retrying", "Sending"),
+        *("Started", "subscribe", "unsubscribe"),
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_the_public_names_are_exactly_these(module: str) -> None:
+    imported = importlib.import_module(module)
+    assert set(imported.__all__) == PUBLIC[module]
+    for name in imported.__all__:
+        assert hasattr(imported, name), name
+
+
+def test_every_public_class_and_function_has_a_docstring() -> None:
+    missing = []
+    for module, names in PUBLIC.items():
+        imported = importlib.import_module(module)
+        for name in names:
+            value = getattr(imported, name)
+            if (inspect.isclass(value) or inspect.isfunction(value)) and not value.__doc__:
+                missing.append(f"{module}.{name}")
+    assert missing == []
