@@ -18,6 +18,7 @@ their errors, transport failures retried with backoff.
 from typing import TYPE_CHECKING, Any
 
 from extractor.api import (
+    Extractable,
     aextract,
     aextract_stream,
     default_client,
@@ -45,7 +46,7 @@ from extractor.errors import (
     TruncatedAnswer,
     UsageError,
 )
-from extractor.options import Options
+from extractor.options import Mode, Options
 from extractor.providers import MODES, PROVIDERS
 from extractor.result import Attempt, Extraction, Usage
 from extractor.retry import RetryPolicy
@@ -78,11 +79,13 @@ __all__ = [
     "ConfigurationError",
     "DatasetError",
     "ErrorDetail",
+    "Extractable",
     "Extraction",
     "ExtractionStream",
     "ExtractorError",
     "InvalidAnswer",
     "MalformedResponse",
+    "Mode",
     "Options",
     "ParameterError",
     "Refusal",
