@@ -25,7 +25,6 @@ from extractor.conversation import (
 )
 from extractor.errors import ConfigurationError, ParameterError
 from extractor.events import Emitter, Hook
-from extractor.http import HTTPBackend, Pools
 from extractor.options import Options, check_mode, check_retries, check_seconds
 from extractor.params import check_params
 from extractor.providers import Endpoint, check_base_url, resolve
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from extractor.batch.runner import BatchResult
+    from extractor.http import Pools
     from extractor.stream import AsyncExtractionStream, ExtractionStream
 
 __all__ = ["DEFAULT_DEADLINE", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "Client"]
@@ -110,13 +110,10 @@ class Client:
         self.max_connections = max_connections
         #: Sends this client's events to its hooks and the process-wide ones.
         self.emitter = Emitter(hooks)
-        self._pools = Pools(
-            timeout=timeout,
-            transport=transport,
-            async_transport=async_transport,
-            max_connections=max_connections,
-        )
-        self._http = Retrying(HTTPBackend(self._pools), self.retry)
+        self._transport = transport
+        self._async_transport = async_transport
+        self._pools: Pools | None = None  # made at the first HTTP request (httpx loads then)
+        self._http: Retrying | None = None
         self._given = backend
         self._backends: dict[str, Backend] = {}
         self._endpoints: dict[tuple[str | None, str | None, str | None], Endpoint] = {}
@@ -319,7 +316,8 @@ class Client:
 
     def close(self) -> None:
         """Close the pooled sync connections (async ones close with `aclose`)."""
-        self._pools.close()
+        if self._pools is not None:
+            self._pools.close()
 
     async def aclose(self) -> None:
         """Close the sync connections and those of the running event loop.
@@ -331,7 +329,8 @@ class Client:
 
     async def aclose_loop(self) -> None:
         """Close the connections of the running event loop only."""
-        await self._pools.aclose_loop()
+        if self._pools is not None:
+            await self._pools.aclose_loop()
 
     def __enter__(self) -> Client:
         return self
@@ -414,12 +413,29 @@ class Client:
         if self._given is not None:
             inner = self._given
         elif path is None:
+            http = self._http_backend()
             if pacer is None:
-                return self._http
-            inner = self._http.inner
+                return http
+            inner = http.inner
         else:
             inner = self._provider_backend(path)
         return Retrying(inner if pacer is None else Paced(inner, pacer), self.retry)
+
+    def _http_backend(self) -> Retrying:
+        """The HTTP backend over this client's pools, made once (httpx is imported here)."""
+        if self._http is None:
+            from extractor.http import HTTPBackend, Pools
+
+            with self._lock:
+                if self._http is None:
+                    self._pools = Pools(
+                        timeout=self.timeout,
+                        transport=self._transport,
+                        async_transport=self._async_transport,
+                        max_connections=self.max_connections,
+                    )
+                    self._http = Retrying(HTTPBackend(self._pools), self.retry)
+        return self._http
 
     def _provider_backend(self, path: str) -> Backend:
         backend = self._backends.get(path)
