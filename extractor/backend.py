@@ -95,6 +95,8 @@ class Request:
     attempts: tuple[Attempt, ...] = ()
     timeout: float = 120.0
     budget: Budget | None = field(default=None, compare=False)
+    #: False when the schema goes in the provider's loose dialect (strict cannot carry it).
+    strict: bool = True
     extraction: int = 0  # the extraction's number, for events
     attempt: int = 1
     emit: Callable[[Event], None] = field(default=_ignore, compare=False, repr=False)

@@ -10,6 +10,7 @@ connection pools, so reuse one: it keeps connections open between calls.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -23,14 +24,14 @@ from extractor.conversation import (
     auto_modes,
     complete,
 )
-from extractor.errors import ConfigurationError, ParameterError
+from extractor.errors import ConfigurationError, ParameterError, SchemaError
 from extractor.events import Emitter, Hook
 from extractor.options import Options, check_mode, check_retries, check_seconds
 from extractor.params import check_params
 from extractor.providers import Endpoint, check_base_url, resolve
 from extractor.result import Extraction
 from extractor.retry import RetryPolicy
-from extractor.schema import compile_schema
+from extractor.schema import CompiledSchema, compile_schema
 
 if TYPE_CHECKING:
     import httpx
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_DEADLINE", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "Client"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("extractor")
 
 DEFAULT_MAX_RETRIES = 2
 
@@ -387,7 +390,7 @@ class Client:
         schema = compile_schema(target)
         _check_offered(endpoint, mode)
         modes = auto_modes(endpoint) if mode == "auto" else (mode,)
-        schema.dialect(dialect.schema_dialect)  # refuse an inexpressible schema before sending
+        strict = _fits(schema, endpoint, mode)  # before anything is sent, never by a 400
         shown = schema.examples if examples is None else schema.worked(examples)
         return Plan(
             endpoint,
@@ -400,6 +403,7 @@ class Client:
             shown,
             timeout,
             deadline,
+            strict,
         )
 
     def backend(self, endpoint: Endpoint, *, pacer: Pacer | None = None) -> Backend:
@@ -456,6 +460,33 @@ class Client:
             if len(self._endpoints) < 64:
                 self._endpoints[key] = endpoint
         return endpoint
+
+
+def _fits(schema: CompiledSchema[Any], endpoint: Endpoint, mode: str) -> bool:
+    """Whether the schema goes strict; SchemaError if no form the provider takes carries it.
+
+    A schema the provider's strict dialect cannot say (an open-ended object, an untyped
+    value) goes, in `auto` and in the modes whose schema rides in the prompt, in its
+    loose dialect: non-strict `json_schema` or tools. An explicit `json_schema` or `tools`
+    call is told so, with the path and what would work.
+    """
+    dialect = endpoint.provider.dialect
+    try:
+        schema.dialect(dialect.schema_dialect)
+    except SchemaError as exc:
+        loose = dialect.loose_schema_dialect
+        if loose is None:
+            raise
+        schema.dialect(loose)  # a schema no dialect can carry: refused here
+        if mode in ("json_schema", "tools"):
+            raise SchemaError(
+                f"{exc.reason} (mode {mode!r} sends it strict); mode='auto' sends it as "
+                "non-strict json_schema, and json_object or prompt carry it too",
+                path=exc.path,
+            ) from None
+        logger.info("%s: %s; it goes as non-strict %s", schema.name, exc, "json_schema")
+        return False
+    return True
 
 
 def _check_offered(endpoint: Endpoint, mode: str) -> None:

@@ -73,6 +73,7 @@ class Plan:
     examples: tuple[tuple[str, Any], ...] = ()  # worked examples: (document, wire record)
     timeout: float = DEFAULT_TIMEOUT  # one request, from connecting to its last byte
     deadline: float | None = DEFAULT_DEADLINE  # the extraction: every attempt and wait
+    strict: bool = True  # False: the provider's strict dialect cannot carry the schema
 
     def request(
         self,
@@ -95,6 +96,7 @@ class Plan:
             attempts=tuple(attempts),
             timeout=self.timeout,
             budget=budget,
+            strict=self.strict,
             extraction=extraction,
             attempt=len(attempts) + 1,
             emit=emit,
@@ -106,6 +108,22 @@ def auto_modes(endpoint: Endpoint) -> tuple[str, ...]:
     order = endpoint.provider.dialect.modes
     start = mode_memory.get((endpoint.base_url, endpoint.model))
     return order[order.index(start) :] if start in order else order
+
+
+#: Words of an error that is about the request's mode (its schema channel), not its content.
+_ABOUT_MODE: Final = re.compile(
+    r"response_format|json_schema|json schema|schema|tool|function|structured|strict", re.I
+)
+
+
+def _about_mode(exc: APIError) -> bool:
+    """Whether a refusal names the mode's channel: then later calls skip the mode too.
+
+    A 400 about one document (a content filter, a bad parameter) falls back for that
+    call only, and the next document starts from the best mode again.
+    """
+    text = exc.body if isinstance(exc, APIStatusError) else str(exc)
+    return bool(_ABOUT_MODE.search(f"{exc} {text}"))
 
 
 def _rejects_mode(exc: APIError) -> bool:
@@ -126,7 +144,7 @@ def conversation(plan: Plan, attempts: list[Attempt]) -> Generator[Step, Answer,
     """
     modes = list(plan.modes)
     mode = modes.pop(0)
-    fell_back = False
+    fell_back = remember = False
     messages = _opening(plan, mode)
     reasks = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(plan.max_retries + 1),
@@ -151,14 +169,16 @@ def conversation(plan: Plan, attempts: list[Attempt]) -> Generator[Step, Answer,
                         )
                         mode = modes.pop(0)
                         fell_back = True
+                        remember = remember or _about_mode(exc)
                         messages = _opening(plan, mode)
                         continue
-                    if fell_back:
-                        # remembered only once a weaker mode is answered: a request every
-                        # mode refuses (a bad parameter, say) must not demote later calls
+                    if fell_back and remember:
+                        # remembered only once a weaker mode is answered, and only when the
+                        # refusal was about the mode: a request every mode refuses, or one
+                        # document's content, must not demote later calls
                         with _mode_memory_lock:
                             mode_memory[(plan.endpoint.base_url, plan.endpoint.model)] = mode
-                        fell_back = False
+                    fell_back = remember = False
                     break
                 error: AttemptError | None = None
                 value: Any = None

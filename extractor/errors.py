@@ -87,6 +87,8 @@ class SchemaError(ExtractorError):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(f"field {path!r}: {message}" if path else message)
         self.path = path
+        #: What is wrong, without the path.
+        self.reason = message
 
 
 class APIError(ExtractorError):

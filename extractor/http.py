@@ -167,6 +167,7 @@ class HTTPBackend:
             schema=request.schema,
             dialect=request.endpoint.provider.dialect,
             params=request.params,
+            strict=request.strict,
         )
 
     def complete(self, request: Request) -> Answer:

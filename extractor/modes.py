@@ -62,8 +62,13 @@ class Mode:
         schema: dict[str, Any],
         dialect: Dialect,
         params: dict[str, Any],
+        strict: bool = True,
     ) -> None:
-        """Put the schema where this mode sends it (`schema` is in the dialect's form)."""
+        """Put the schema where this mode sends it (`schema` is in the dialect's form).
+
+        `strict` is False for a schema the provider's strict dialect cannot carry: it
+        then goes in the loose dialect, without the strict flag.
+        """
 
     def read(self, message: dict[str, Any]) -> tuple[str | None, str | None]:
         """The answer's text in a response message, and the tool call id it came with."""
@@ -101,11 +106,12 @@ class JSONSchemaMode(Mode):
         schema: dict[str, Any],
         dialect: Dialect,
         params: dict[str, Any],
+        strict: bool = True,
     ) -> None:
         spec: dict[str, Any] = {"name": name, "schema": schema}
         if description:
             spec["description"] = description
-        if dialect.strict_json_schema:
+        if dialect.strict_json_schema and strict:
             spec["strict"] = True
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
 
@@ -125,11 +131,12 @@ class ToolsMode(Mode):
         schema: dict[str, Any],
         dialect: Dialect,
         params: dict[str, Any],
+        strict: bool = True,
     ) -> None:
         function: dict[str, Any] = {"name": name, "parameters": schema}
         if description:
             function["description"] = description
-        if dialect.strict_tools:
+        if dialect.strict_tools and strict:
             function["strict"] = True
         body["tools"] = [*(params.get("tools") or ()), {"type": "function", "function": function}]
         body["tool_choice"] = params.get("tool_choice") or (
@@ -193,6 +200,7 @@ class JSONObjectMode(Mode):
         schema: dict[str, Any],
         dialect: Dialect,
         params: dict[str, Any],
+        strict: bool = True,
     ) -> None:
         response_format: dict[str, Any] = {"type": "json_object"}
         if dialect.json_object_schema:
@@ -222,17 +230,26 @@ def build_body(
     schema: CompiledSchema[Any],
     dialect: Dialect,
     params: dict[str, Any],
+    strict: bool = True,
 ) -> dict[str, Any]:
-    """The JSON body of one chat-completions request, in the dialect's own names."""
+    """The JSON body of one chat-completions request, in the dialect's own names.
+
+    With `strict` False (a schema the strict dialect cannot carry), the schema goes in
+    the dialect's loose form without the strict flag.
+    """
     shape = MODE_TABLE[mode]
     body: dict[str, Any] = {"model": model, "messages": messages}
+    wire = dialect.schema_dialect
+    if not strict and dialect.loose_schema_dialect is not None:
+        wire = dialect.loose_schema_dialect
     shape.shape(
         body,
         name=schema.name,
         description=schema.description,
-        schema=schema.dialect(dialect.schema_dialect),
+        schema=schema.dialect(wire),
         dialect=dialect,
         params=params,
+        strict=wire == dialect.schema_dialect,
     )
     for name, value in params.items():
         if name in shape.owns or name == "structured_outputs":

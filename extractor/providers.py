@@ -45,6 +45,9 @@ class Dialect:
     """How one family of servers wants its requests, and what it can do."""
 
     schema_dialect: str = "openai-strict"
+    #: Where a schema the strict dialect cannot say goes instead (non-strict `json_schema`
+    #: and tools); None where `schema_dialect` is already the whole of what is accepted.
+    loose_schema_dialect: str | None = None
     #: The order `auto` tries modes in; the first is the best the server offers.
     modes: tuple[str, ...] = ("json_schema", "tools", "json_object", "prompt")
     #: The modes a call may ask for by name (`auto` aside).
@@ -83,7 +86,7 @@ class Provider:
     backend: str | None = None
 
 
-OPENAI_DIALECT: Final = Dialect()
+OPENAI_DIALECT: Final = Dialect(loose_schema_dialect="openai")
 MISTRAL_DIALECT: Final = Dialect(
     schema_dialect="mistral",
     renames={"seed": "random_seed", "max_completion_tokens": "max_tokens"},
@@ -106,7 +109,7 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
             "openrouter",
             "https://openrouter.ai/api/v1",
             "OPENROUTER_API_KEY",
-            Dialect(require_parameters=True),
+            Dialect(require_parameters=True, loose_schema_dialect="openai"),
         ),
         Provider(
             "openai",
@@ -145,7 +148,11 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
             "test",
             "test:",
             None,
-            Dialect(schema_dialect="plain", strict_tools=False, strict_json_schema=False),
+            Dialect(
+                schema_dialect="plain",
+                strict_tools=False,
+                strict_json_schema=False,
+            ),
             backend="extractor.scripted:ScriptedBackend",
         ),
         Provider(

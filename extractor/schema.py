@@ -28,6 +28,7 @@ from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import pydantic
 
+from extractor.drafts import normalize
 from extractor.errors import ErrorDetail, InvalidAnswer, SchemaError
 
 __all__ = ["DIALECTS", "CompiledSchema", "WorkedExample", "compile_schema", "worked_examples"]
@@ -74,7 +75,24 @@ def worked_examples(*examples: WorkedExample) -> Callable[[C], C]:
     return attach
 
 
-DIALECTS: Final = ("openai-strict", "mistral", "plain")
+DIALECTS: Final = ("openai-strict", "openai", "mistral", "plain")
+
+#: Every keyword of Draft 2020-12 (core, applicators, validation, formats, annotations):
+#: the allow-list of the dialects that take full JSON Schema. Anything else (vendor
+#: `x-*` keywords, OpenAPI's, misspellings) is dropped on the wire.
+_DRAFT_KEYWORDS: Final = frozenset(
+    {
+        "$ref", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor",
+        "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas",
+        "prefixItems", "items", "contains", "properties", "patternProperties",
+        "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+        "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+        "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems",
+        "uniqueItems", "maxContains", "minContains", "maxProperties", "minProperties",
+        "required", "dependentRequired", "format", "title", "description", "default",
+        "deprecated", "readOnly", "writeOnly", "examples",
+    }
+)  # fmt: skip
 
 #: Formats OpenAI's strict mode accepts; other `format` values are dropped (and still checked).
 _STRICT_FORMATS: Final = frozenset(
@@ -91,6 +109,21 @@ _STRICT_KEYWORDS: Final = frozenset(
 _STRICT_MAX_PROPERTIES: Final = 5000
 _STRICT_MAX_DEPTH: Final = 10
 _STRICT_MAX_ENUM_VALUES: Final = 1000
+#: The total length of property names, definition names, enum and const values.
+_STRICT_MAX_STRING_TOTAL: Final = 120_000
+#: An enum of more than this many values may total at most `_STRICT_MAX_LARGE_ENUM` chars.
+_STRICT_LARGE_ENUM: Final = 250
+_STRICT_MAX_LARGE_ENUM: Final = 15_000
+#: Keywords that only say something about a value, never constrain it.
+_NOTES: Final = frozenset(
+    {"title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+     "$comment", "discriminator", "$anchor"}
+)  # fmt: skip
+#: Keywords that give a schema a shape; a schema with none of them takes any value.
+_SHAPES: Final = frozenset(
+    {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "properties", "items",
+     "prefixItems", "not"}
+)  # fmt: skip
 _ANNOTATIONS: Final = frozenset({"title", "examples", "discriminator", "default"})
 _NAME_RE: Final = re.compile(r"[^a-zA-Z0-9_-]+")
 
@@ -247,17 +280,19 @@ def _compile(target: Any) -> CompiledSchema[Any]:
 
 
 def _compile_json_schema(schema: JSON) -> CompiledSchema[Any]:
+    """A dict target of any draft: checked and validated by its own draft's rules; sent
+    as Draft 2020-12 with every definition under `$defs` (`drafts.normalize`)."""
     import jsonschema  # imported here: only dict targets need it
 
+    draft = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
+        draft.check_schema(schema)
     except jsonschema.SchemaError as exc:
         path = ".".join(str(p) for p in exc.path)
         raise SchemaError(f"not a valid JSON Schema: {exc.message}", path=path) from None
-    wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    normalized = normalize(schema)
+    wire, wrap_key = _wrap(normalized, "items" if _is_list_schema(normalized) else "value")
+    validator = draft(schema, format_checker=draft.FORMAT_CHECKER)
 
     def validate(data: Any) -> Any:
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -346,35 +381,102 @@ def _to_dialect(schema: JSON, dialect: str) -> JSON:
         out = strict.node(schema, "", root=True)
         strict.check_limits(out)
         return out
+    if dialect == "openai":
+        return cast(JSON, _allowed(schema))
     if dialect == "mistral":
-        return _mistral(schema)
+        return _mistral(cast(JSON, _allowed(schema)))
     raise SchemaError(f"unknown schema dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
 
 
+def _allowed(schema: Any) -> Any:
+    """The schema with only Draft 2020-12 keywords (vendor and unknown ones dropped)."""
+    if isinstance(schema, list):
+        return [_allowed(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: JSON = {}
+    for key, value in schema.items():
+        if key not in _DRAFT_KEYWORDS:
+            continue
+        if key in ("properties", "patternProperties", "$defs", "dependentSchemas"):
+            out[key] = {name: _allowed(sub) for name, sub in value.items()}
+        elif key in ("enum", "const", "default", "examples", "required", "dependentRequired"):
+            out[key] = value
+        else:
+            out[key] = _allowed(value)
+    return out
+
+
+def _untyped(node: JSON) -> bool:
+    """Whether a schema takes any JSON value: it has no keyword that gives a shape."""
+    return not (node.keys() & _SHAPES)
+
+
+def _types(node: JSON) -> list[str] | None:
+    kind = node.get("type")
+    if kind is None:
+        return None
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+#: Keywords that constrain one JSON type only: a branch of a split `type` array keeps its own.
+_TYPE_KEYWORDS: Final = {
+    "string": {"pattern", "format", "minLength", "maxLength"},
+    "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
+    "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
+    "array": {"items", "minItems", "maxItems", "prefixItems", "uniqueItems", "contains"},
+    "object": {"properties", "required", "additionalProperties", "patternProperties"},
+}
+_STRICTER: Final = {
+    "minimum": max, "exclusiveMinimum": max, "minLength": max, "minItems": max,
+    "minProperties": max, "maximum": min, "exclusiveMaximum": min, "maxLength": min,
+    "maxItems": min, "maxProperties": min,
+}  # fmt: skip
+
+
 class _Strict:
-    """The openai-strict transformation, with the field path kept for error messages."""
+    """The openai-strict transformation, with the field path kept for error messages.
+
+    Input is a normalized schema (`drafts.normalize`): every reference is `#/$defs/...`.
+    `allOf` is merged where its parts agree, a `$ref` with constraints beside it is
+    merged with its definition, `oneOf` becomes `anyOf`, a `type` array of several types
+    becomes a union. What strict mode cannot say (an untyped value, an open-ended object,
+    a tuple, `not`) raises `SchemaError` naming the path; `auto` then sends the schema
+    as non-strict `json_schema` instead.
+    """
 
     def __init__(self, defs: JSON) -> None:
         self.defs = defs
 
     def node(self, node: Any, path: str, *, root: bool = False) -> JSON:
+        if node is True:
+            node = {}
         if not isinstance(node, dict):
-            raise SchemaError("boolean schemas are not supported in openai-strict", path=path)
+            raise SchemaError("a schema that accepts nothing (false) cannot be sent", path=path)
         node = dict(node)
         if "allOf" in node:
-            parts = node.pop("allOf")
-            if len(parts) != 1:
-                raise SchemaError("allOf is not supported in openai-strict", path=path)
-            node = {**parts[0], **node}
+            node = self._merge_all_of(node, path, frozenset())
+        if "$ref" in node and (node.keys() - {"$ref"} - _NOTES - {"$defs"}):
+            node = self._merge_all_of(
+                {"allOf": [{"$ref": node.pop("$ref")}], **node}, path, frozenset()
+            )
         if "oneOf" in node:
             node["anyOf"] = node.pop("oneOf")
         if "const" in node:
             node["enum"] = [node.pop("const")]
-        if "prefixItems" in node:
+        for keyword, what in (("prefixItems", "tuples (prefixItems)"), ("not", "`not`")):
+            if keyword in node:
+                raise SchemaError(
+                    f"{what} cannot be expressed in openai-strict; use a list or a model",
+                    path=path,
+                )
+        if _untyped({k: v for k, v in node.items() if k != "$defs"}):
             raise SchemaError(
-                "tuples (prefixItems) are not supported in openai-strict; use a list or a model",
-                path=path,
+                "an untyped value (any JSON) cannot be expressed in openai-strict", path=path
             )
+        types = _types(node)
+        if types is not None and len([t for t in types if t != "null"]) > 1 and not root:
+            return self.node(self._split_types(node, types), path)
         if node.get("format") not in _STRICT_FORMATS:
             node.pop("format", None)
         out: JSON = {k: v for k, v in node.items() if k in _STRICT_KEYWORDS}
@@ -393,19 +495,81 @@ class _Strict:
             out["anyOf"] = [self.node(b, path) for b in out["anyOf"]]
         if "items" in out:
             out["items"] = self.node(out["items"], f"{path}[]")
-        types = out.get("type")
-        is_object = types == "object" or (isinstance(types, list) and "object" in types)
+        types = _types(out)
+        is_object = types is not None and "object" in types
         if is_object or "properties" in out:
             self._close_object(out, node, path)
         elif root:
             raise SchemaError("the root of an openai-strict schema must be an object", path=path)
         return out
 
+    def _split_types(self, node: JSON, types: list[str]) -> JSON:
+        """`type: [a, b, ...]` as a union of one branch per type, each with its keywords."""
+        shared = {k: v for k, v in node.items() if k in _NOTES}
+        branches = []
+        for kind in types:
+            own = _TYPE_KEYWORDS.get(kind, set())
+            branch = {k: v for k, v in node.items() if k in own or k in ("enum",)}
+            branches.append({"type": kind, **branch})
+        return {**shared, "anyOf": branches}
+
+    def _definition(self, ref: str, path: str) -> JSON:
+        name = ref.rsplit("/", 1)[-1]
+        found = self.defs.get(name)
+        if not isinstance(found, dict):
+            raise SchemaError(f"$ref {ref!r} points to nothing", path=path)
+        return found
+
+    def _merge_all_of(self, node: JSON, path: str, inlined: frozenset[str]) -> JSON:
+        """`allOf` as one schema: its parts (definitions inlined) merged, or SchemaError."""
+        parts = list(node.get("allOf", ()))
+        merged: JSON = {k: v for k, v in node.items() if k != "allOf"}
+        for part in parts:
+            if part is True:
+                continue
+            if not isinstance(part, dict):
+                raise SchemaError("allOf with a false part accepts nothing", path=path)
+            part = dict(part)
+            if "$ref" in part:
+                name = str(part["$ref"]).rsplit("/", 1)[-1]
+                if name in inlined or self._recursive(name):
+                    raise SchemaError(
+                        f"allOf over the recursive definition {name!r} cannot be merged for "
+                        "openai-strict",
+                        path=path,
+                    )
+                body = {**self._definition(part.pop("$ref"), path), **part}
+                part = self._merge_all_of(body, path, inlined | {name}) if "allOf" in body else body
+            elif "allOf" in part:
+                part = self._merge_all_of(part, path, inlined)
+            merged = _merge(merged, part, path)
+        return merged
+
+    def _recursive(self, name: str) -> bool:
+        """Whether a definition refers back to itself, directly or through others."""
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            current = stack.pop()
+            for ref in _refs(self.defs.get(current, {})):
+                target = ref.rsplit("/", 1)[-1]
+                if target == name:
+                    return True
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return False
+
     def _close_object(self, out: JSON, original: JSON, path: str) -> None:
         extra = original.get("additionalProperties")
         props = original.get("properties") or {}
         open_ended = "properties" not in original and extra is not False
-        if isinstance(extra, dict) or extra is True or open_ended:
+        if (
+            isinstance(extra, dict)
+            or extra is True
+            or open_ended
+            or original.get("patternProperties")
+        ):
             raise SchemaError(
                 "open-ended objects (dict[str, ...] or bare `object`) cannot be expressed in "
                 "openai-strict; use a model with named fields or a list of key/value models",
@@ -414,6 +578,8 @@ class _Strict:
         required = set(original.get("required", ()))
         new_props: JSON = {}
         for name, sub in props.items():
+            if sub is False:
+                continue  # a property that may not appear: strict lists only those that may
             child = self.node(sub, f"{path}.{name}" if path else name)
             if name not in required and not _accepts_null(sub, self.defs):
                 child = _nullable(child)
@@ -423,11 +589,12 @@ class _Strict:
         out["additionalProperties"] = False
 
     def check_limits(self, schema: JSON) -> None:
-        props = enums = 0
+        props = enums = strings = 0
         defs = schema.get("$defs", {})  # the transformed definitions: unions are anyOf there
+        strings += sum(len(name) for name in defs)
 
         def walk(node: Any, depth: int, path: str, seen: frozenset[str]) -> None:
-            nonlocal props, enums
+            nonlocal props, enums, strings
             if not isinstance(node, dict):
                 return
             if "$ref" in node:
@@ -443,9 +610,20 @@ class _Strict:
                         path=path,
                     )
                 props += len(node["properties"])
+                strings += sum(len(name) for name in node["properties"])
                 for name, sub in node["properties"].items():
                     walk(sub, depth, f"{path}.{name}" if path else name, seen)
-            enums += len(node.get("enum", ()))
+            values = node.get("enum", ())
+            enums += len(values)
+            text = sum(len(str(v)) for v in values if v is not None)
+            strings += text
+            if len(values) > _STRICT_LARGE_ENUM and text > _STRICT_MAX_LARGE_ENUM:
+                raise SchemaError(
+                    f"an enum of {len(values)} values totals {text} characters; openai-strict "
+                    f"allows {_STRICT_MAX_LARGE_ENUM} for an enum of more than "
+                    f"{_STRICT_LARGE_ENUM}",
+                    path=path,
+                )
             for branch in node.get("anyOf", ()):
                 walk(branch, depth, path, seen)
             if "items" in node:
@@ -456,6 +634,72 @@ class _Strict:
             raise SchemaError(f"has {props} properties; openai-strict allows 5000")
         if enums > _STRICT_MAX_ENUM_VALUES:
             raise SchemaError(f"has {enums} enum values; openai-strict allows 1000")
+        if strings > _STRICT_MAX_STRING_TOTAL:
+            raise SchemaError(
+                f"its names and enum values total {strings} characters; openai-strict allows "
+                f"{_STRICT_MAX_STRING_TOTAL}"
+            )
+
+
+def _refs(node: Any) -> list[str]:
+    """Every `$ref` inside a schema."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                found.append(value)
+            else:
+                found.extend(_refs(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_refs(value))
+    return found
+
+
+def _merge(a: JSON, b: JSON, path: str) -> JSON:
+    """Two schemas that must both hold, as one; SchemaError where they cannot be merged."""
+    out = dict(a)
+    for key, value in b.items():
+        if key not in out:
+            out[key] = value
+        elif out[key] == value or key in _NOTES:
+            continue
+        elif key == "properties":
+            props = dict(out[key])
+            for name, sub in value.items():
+                props[name] = (
+                    _merge(props[name], sub, f"{path}.{name}")
+                    if name in props and isinstance(props[name], dict) and isinstance(sub, dict)
+                    else sub
+                )
+            out[key] = props
+        elif key == "required":
+            out[key] = [*out[key], *(n for n in value if n not in out[key])]
+        elif key == "type":
+            left = set(_types(out) or ())
+            kept = []
+            for kind in _types(b) or ():
+                if kind in left:
+                    kept.append(kind)
+                elif {kind, *left} >= {"number", "integer"}:
+                    kept.append("integer")  # every integer is a number: they meet there
+            if not kept:
+                raise SchemaError("allOf parts ask for types that never meet", path=path)
+            out[key] = kept[0] if len(kept) == 1 else kept
+        elif key == "enum":
+            kept = [v for v in out[key] if v in value]
+            if not kept:
+                raise SchemaError("allOf parts allow no common enum value", path=path)
+            out[key] = kept
+        elif key == "additionalProperties" and (value is False or out[key] is False):
+            out[key] = False
+        elif key in _STRICTER and isinstance(value, (int, float)):
+            out[key] = _STRICTER[key](out[key], value)
+        else:
+            raise SchemaError(
+                f"allOf parts disagree on {key!r}; openai-strict needs one schema", path=path
+            )
+    return out
 
 
 def _nullable(node: JSON) -> JSON:
@@ -489,6 +733,8 @@ def _accepts_null(node: Any, defs: JSON) -> bool:
     node = _resolve(node, defs)
     if not isinstance(node, dict):
         return node is True
+    if _untyped(node):
+        return True  # takes any value: a null there is an answer
     kind = node.get("type")
     if kind == "null" or (isinstance(kind, list) and "null" in kind):
         return True
