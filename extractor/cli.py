@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
     schema.add_argument("--dialect", choices=DIALECTS, default="plain", help="default: plain")
+    schema.add_argument(
+        "--check",
+        action="store_true",
+        help="say, for every dialect, whether it carries SCHEMA and what it leaves out",
+    )
     _add_verbose(schema, default=argparse.SUPPRESS)
     schema.set_defaults(handler=_schema)
 
@@ -394,8 +399,24 @@ def _extract_file(
 
 
 def _schema(args: argparse.Namespace) -> int:
-    target = load_target(args.schema)
-    _emit(json.dumps(compile_schema(target).dialect(args.dialect), indent=2))
+    compiled = compile_schema(load_target(args.schema))
+    if args.check:
+        for name in DIALECTS:
+            try:
+                dropped = compiled.dropped(name)
+            except SchemaError as exc:
+                _emit(f"{name}: cannot carry it: {exc}")
+                continue
+            shown = ", ".join(f"{path}: {keyword}" for path, keyword in dropped[:20])
+            more = f" (+{len(dropped) - 20} more)" if len(dropped) > 20 else ""
+            _emit(f"{name}: ok" + (f"; leaves out (still checked): {shown}{more}" if shown else ""))
+        return EXIT_OK
+    _emit(json.dumps(compiled.dialect(args.dialect), indent=2))
+    for path, keyword in compiled.dropped(args.dialect):
+        print(
+            f"extractor: {args.dialect} leaves out {keyword} at {path} (still checked)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -173,6 +173,49 @@ class CompiledSchema(Generic[T]):
                 self._dialects[name] = _to_dialect(self.schema, name)
             return self._dialects[name]
 
+    def dropped(self, name: str) -> list[tuple[str, str]]:
+        """What a dialect leaves out, as (path, keyword): still checked on every answer.
+
+        Raises `SchemaError` when the dialect cannot carry the schema at all.
+        """
+        self.dialect(name)
+        if name == "plain":
+            return []
+        allowed = (
+            _STRICT_KEYWORDS | {"oneOf", "const", "allOf"}
+            if name == "openai-strict"
+            else (_DRAFT_KEYWORDS - (_ANNOTATIONS if name == "mistral" else frozenset()))
+        )
+        found: list[tuple[str, str]] = []
+
+        def walk(node: Any, path: str) -> None:
+            if isinstance(node, list):
+                for sub in node:
+                    walk(sub, path)
+                return
+            if not isinstance(node, dict):
+                return
+            for key, value in node.items():
+                if key in ("$schema", "$id", "id") or key in _NOTES:
+                    continue  # about the document, or notes on a value: nothing to check
+                if key not in allowed or (
+                    name == "openai-strict" and key == "format" and value not in _STRICT_FORMATS
+                ):
+                    found.append((path or "(root)", key))
+                elif key in ("properties", "patternProperties"):
+                    for prop, sub in value.items():
+                        walk(sub, f"{path}.{prop}" if path else prop)
+                elif key == "$defs":
+                    for definition, sub in value.items():
+                        walk(sub, f"$defs.{definition}")
+                elif key == "items":
+                    walk(value, f"{path}[]")
+                elif key not in ("enum", "const", "default", "examples", "required"):
+                    walk(value, path)
+
+        walk(self.schema, "")
+        return found
+
     def worked(self, examples: Sequence[WorkedExample]) -> tuple[tuple[str, JSON], ...]:
         """Worked examples as (document, wire record) pairs, each record validated first.
 

@@ -366,7 +366,9 @@ def test_schema_prints_the_compiled_dialect(
 ) -> None:
     target = getattr(importlib.import_module(module), name)
     code, out, err = run(capsys, "schema", reference, "--dialect", dialect)
-    assert (code, err) == (0, "")
+    assert code == 0
+    # stderr says only what the dialect leaves out (the answer is still checked for it)
+    assert all(" leaves out " in line for line in err.splitlines())
     assert json.loads(out) == extractor.compile_schema(target).dialect(dialect)
     assert out.startswith("{\n  ")  # indented
 

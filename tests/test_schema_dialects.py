@@ -217,3 +217,29 @@ def test_a_refusal_of_the_mode_itself_is_remembered(server: ChatServer) -> None:
         client.extract(schema, "first")
         client.extract(schema, "second")
     assert [_first_mode(r) for r in server.requests] == ["json_schema", "tools", "tools"]
+
+
+def test_the_schema_command_says_what_each_dialect_carries(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "event.json"
+    path.write_text(
+        json.dumps(
+            {
+                **UNTYPED,
+                "properties": {**UNTYPED["properties"], "tag": {"type": "string", "x-ui": "wide"}},
+            }
+        )
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "extractor", "schema", str(path), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = dict(line.split(": ", 1) for line in run.stdout.splitlines())
+    assert lines["openai-strict"].startswith("cannot carry it: field 'payload'")
+    assert lines["openai"] == "ok; leaves out (still checked): tag: x-ui"
+    assert lines["plain"] == "ok"
