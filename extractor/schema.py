@@ -522,6 +522,10 @@ class _Strict:
             return self.node(self._split_types(node, types), path)
         if node.get("format") not in _STRICT_FORMATS:
             node.pop("format", None)
+        if isinstance(node.get("pattern"), str) and _STRICT_BAD_REGEX.search(node["pattern"]):
+            node.pop("pattern")  # lookaround and backreferences: OpenAI refuses them
+        if "enum" in node and "type" not in node:
+            node["type"] = _enum_type(node["enum"])
         out: JSON = {k: v for k, v in node.items() if k in _STRICT_KEYWORDS}
         if "$ref" in out:
             ref: JSON = {"$ref": out["$ref"]}
@@ -682,6 +686,33 @@ class _Strict:
                 f"its names and enum values total {strings} characters; openai-strict allows "
                 f"{_STRICT_MAX_STRING_TOTAL}"
             )
+
+
+#: Regex features OpenAI's strict mode refuses: lookahead, lookbehind, backreferences.
+_STRICT_BAD_REGEX: Final = re.compile(r"\(\?<?[=!]|\\[1-9]|\\k<")
+
+
+def _enum_type(values: list[Any]) -> str | list[str]:
+    """The JSON type(s) of an enum's values, which strict mode wants spelled out."""
+    kinds: list[str] = []
+    for value in values:
+        if value is None:
+            kind = "null"
+        elif isinstance(value, bool):
+            kind = "boolean"
+        elif isinstance(value, int):
+            kind = "integer"
+        elif isinstance(value, float):
+            kind = "number"
+        elif isinstance(value, str):
+            kind = "string"
+        else:
+            kind = "object" if isinstance(value, dict) else "array"
+        if kind not in kinds:
+            kinds.append(kind)
+    if "integer" in kinds and "number" in kinds:
+        kinds.remove("integer")
+    return kinds[0] if len(kinds) == 1 else kinds
 
 
 def _refs(node: Any) -> list[str]:

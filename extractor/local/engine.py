@@ -327,7 +327,15 @@ class Engine:
     ) -> tuple[str, str, int]:
         """Text generated after `prompt` under the schema's grammar: (text, finish, tokens)."""
         self.fit_threads()
-        grammar = self.lib.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        try:
+            grammar = self.lib.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as exc:  # a schema llama.cpp's converter cannot take: unconstrained
+            logger.warning(
+                "llama.cpp cannot make a grammar of this schema (%s): generating "
+                "without one; the answer is still validated",
+                exc,
+            )
+            grammar = None
         out = self.llm.create_completion(
             list(prompt), grammar=grammar, max_tokens=max_tokens, **sampling
         )

@@ -501,24 +501,56 @@ def _lines(document: str) -> list[tuple[int, int, int, str]]:
 
 
 def bounded_schema(schema: dict[str, Any], *, text: int = 200, items: int = 20) -> dict[str, Any]:
-    """Bound what a small model can run away with: string lengths and array sizes."""
+    """A schema llama.cpp's grammar converter takes, bounding what a small model can run away
+    with: string lengths (at most `text`) and array sizes (at most `items`).
+
+    Patterns and formats stay with the validator (the converter takes only part of regex
+    syntax, and a grammar nothing can satisfy stalls generation); an untyped value is
+    generated as a string; definition names are spelled as grammar rule names can be
+    (letters, digits, dashes). What is loosened here is still checked on the answer.
+    """
+    defs = schema.get("$defs")
+    names = {
+        name: _RULE_NAME.sub("-", name) or "definition"
+        for name in (defs if isinstance(defs, dict) else {})
+    }
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
             return [walk(v) for v in node]
+        if node is True or (isinstance(node, dict) and _untyped(node)):
+            return {"type": "string", "maxLength": text}
         if not isinstance(node, dict):
             return node
-        # patterns and formats stay with the validator: llama.cpp's grammar compiler takes
-        # only part of regex syntax, and a grammar nothing can satisfy stalls generation
-        out = {
-            k: ({name: walk(sub) for name, sub in v.items()} if k in _MAPS else walk(v))
-            for k, v in node.items()
-            if k not in ("pattern", "format")
-        }
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k in ("pattern", "format"):
+                continue
+            if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/"):
+                out[k] = "#/$defs/" + names.get(v.removeprefix("#/$defs/"), v.rsplit("/", 1)[-1])
+            elif k == "$defs" and isinstance(v, dict):
+                out[k] = {names.get(n, n): walk(sub) for n, sub in v.items()}
+            elif k in _MAPS and isinstance(v, dict):
+                out[k] = {name: walk(sub) for name, sub in v.items()}
+            elif k in ("enum", "const", "required", "default", "examples"):
+                out[k] = v
+            else:
+                out[k] = walk(v)
         if out.get("type") == "string" and "enum" not in out:
-            out.setdefault("maxLength", text)
+            out["maxLength"] = min(int(out.get("maxLength", text)), text)
         if out.get("type") == "array":
-            out.setdefault("maxItems", items)
+            out["maxItems"] = min(int(out.get("maxItems", items)), items)
         return out
 
     return dict(walk(schema))
+
+
+_RULE_NAME: Final = re.compile(r"[^A-Za-z0-9-]+")
+_SHAPED: Final = frozenset(
+    {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "properties", "items"}
+)
+
+
+def _untyped(node: dict[str, Any]) -> bool:
+    """A schema with nothing that gives its value a shape: it takes any JSON value."""
+    return not (node.keys() & _SHAPED)
