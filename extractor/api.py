@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from extractor.batch.runner import BatchResult
+    from extractor.documents import Source as DocumentSource
     from extractor.options import Options
     from extractor.result import Extraction
     from extractor.stream import AsyncExtractionStream, ExtractionStream
@@ -50,50 +51,52 @@ def default_client() -> Client:
 
 
 @overload
-def extract(target: type[T], document: str, **options: Unpack[Options]) -> T: ...
+def extract(target: type[T], document: DocumentSource, **options: Unpack[Options]) -> T: ...
 @overload
 def extract(
-    target: Mapping[str, Any], document: str, **options: Unpack[Options]
+    target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
 ) -> dict[str, Any]: ...
-def extract(target: Any, document: str, **options: Unpack[Options]) -> Any:
+def extract(target: Any, document: DocumentSource, **options: Unpack[Options]) -> Any:
     """Extract one record of `target` from `document` (see `Client.extract` for options)."""
     return default_client().extract(target, document, **options)
 
 
 @overload
-async def aextract(target: type[T], document: str, **options: Unpack[Options]) -> T: ...
+async def aextract(target: type[T], document: DocumentSource, **options: Unpack[Options]) -> T: ...
 @overload
 async def aextract(
-    target: Mapping[str, Any], document: str, **options: Unpack[Options]
+    target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
 ) -> dict[str, Any]: ...
-async def aextract(target: Any, document: str, **options: Unpack[Options]) -> Any:
+async def aextract(target: Any, document: DocumentSource, **options: Unpack[Options]) -> Any:
     """The async form of `extract`."""
     return await default_client().aextract(target, document, **options)
 
 
 @overload
 def extract_stream(
-    target: type[T], document: str, **options: Unpack[Options]
+    target: type[T], document: DocumentSource, **options: Unpack[Options]
 ) -> ExtractionStream[T]: ...
 @overload
 def extract_stream(
-    target: Mapping[str, Any], document: str, **options: Unpack[Options]
+    target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
 ) -> ExtractionStream[dict[str, Any]]: ...
-def extract_stream(target: Any, document: str, **options: Unpack[Options]) -> ExtractionStream[Any]:
+def extract_stream(
+    target: Any, document: DocumentSource, **options: Unpack[Options]
+) -> ExtractionStream[Any]:
     """Partial records while the answer streams in, then the record (see `Client.stream`)."""
     return default_client().stream(target, document, **options)
 
 
 @overload
 def aextract_stream(
-    target: type[T], document: str, **options: Unpack[Options]
+    target: type[T], document: DocumentSource, **options: Unpack[Options]
 ) -> AsyncExtractionStream[T]: ...
 @overload
 def aextract_stream(
-    target: Mapping[str, Any], document: str, **options: Unpack[Options]
+    target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
 ) -> AsyncExtractionStream[dict[str, Any]]: ...
 def aextract_stream(
-    target: Any, document: str, **options: Unpack[Options]
+    target: Any, document: DocumentSource, **options: Unpack[Options]
 ) -> AsyncExtractionStream[Any]:
     """The async form of `extract_stream`: `async for partial in aextract_stream(...)`."""
     return default_client().astream(target, document, **options)
@@ -115,45 +118,53 @@ class Extractable:
     __extractor_options__: ClassVar[Mapping[str, Any]] = types.MappingProxyType({})
 
     @classmethod
-    def extract(cls, document: str, **options: Unpack[Options]) -> Self:
+    def extract(cls, document: DocumentSource, **options: Unpack[Options]) -> Self:
         """Extract one record of the class from `document` (see `Client.extract`)."""
         return default_client().extract(cls, document, **_over_defaults(cls, options))
 
     @classmethod
-    def extract_result(cls, document: str, **options: Unpack[Options]) -> Extraction[Self]:
+    def extract_result(
+        cls, document: DocumentSource, **options: Unpack[Options]
+    ) -> Extraction[Self]:
         """Like `extract`, with usage, attempts, mode and response id (`Extraction`)."""
         return default_client().extract_result(cls, document, **_over_defaults(cls, options))
 
     @classmethod
-    async def aextract(cls, document: str, **options: Unpack[Options]) -> Self:
+    async def aextract(cls, document: DocumentSource, **options: Unpack[Options]) -> Self:
         """The async form of `extract`."""
         return await default_client().aextract(cls, document, **_over_defaults(cls, options))
 
     @classmethod
-    async def aextract_result(cls, document: str, **options: Unpack[Options]) -> Extraction[Self]:
+    async def aextract_result(
+        cls, document: DocumentSource, **options: Unpack[Options]
+    ) -> Extraction[Self]:
         """The async form of `extract_result`."""
         merged = _over_defaults(cls, options)
         return await default_client().aextract_result(cls, document, **merged)
 
     @classmethod
-    def stream(cls, document: str, **options: Unpack[Options]) -> ExtractionStream[Self]:
+    def stream(cls, document: DocumentSource, **options: Unpack[Options]) -> ExtractionStream[Self]:
         """Partial instances while the answer streams in, then the record (`Client.stream`)."""
         return default_client().stream(cls, document, **_over_defaults(cls, options))
 
     @classmethod
-    def astream(cls, document: str, **options: Unpack[Options]) -> AsyncExtractionStream[Self]:
+    def astream(
+        cls, document: DocumentSource, **options: Unpack[Options]
+    ) -> AsyncExtractionStream[Self]:
         """The async form of `stream`."""
         return default_client().astream(cls, document, **_over_defaults(cls, options))
 
     @classmethod
-    def stream_items(cls, document: str, **options: Unpack[Options]) -> ExtractionStream[Self]:
+    def stream_items(
+        cls, document: DocumentSource, **options: Unpack[Options]
+    ) -> ExtractionStream[Self]:
         """A list of the class: each item once it is complete (`Client.stream_items`)."""
         items = types.GenericAlias(list, (cls,))  # list[cls], which mypy cannot spell
         return default_client().stream_items(items, document, **_over_defaults(cls, options))
 
     @classmethod
     def astream_items(
-        cls, document: str, **options: Unpack[Options]
+        cls, document: DocumentSource, **options: Unpack[Options]
     ) -> AsyncExtractionStream[Self]:
         """The async form of `stream_items`."""
         items = types.GenericAlias(list, (cls,))

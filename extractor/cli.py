@@ -36,6 +36,7 @@ from extractor.client import DEFAULT_DEADLINE, DEFAULT_MAX_RETRIES, DEFAULT_TIME
 from extractor.errors import (
     ConfigurationError,
     ExtractorError,
+    InputError,
     SchemaError,
     UsageError,
     json_kind,
@@ -549,20 +550,17 @@ def _error(message: str, code: int) -> int:
 
 
 def _read(name: str) -> str:
+    """A file's text: PDF, DOCX, HTML, Markdown or UTF-8 text (`extractor.documents`)."""
+    from extractor.documents import read
+
     try:
         data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
         raise _InputError(f"cannot read {name}: {exc.strerror or exc}") from None
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _InputError(
-            f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
-            "convert it first, e.g. iconv -f latin1 -t utf-8"
-        ) from None
-    if not text.strip():
-        raise _InputError("the input is empty: nothing to extract")
-    return text
+        return read(data, name=None if name == "-" else name).text
+    except InputError as exc:
+        raise _InputError(str(exc)) from None
 
 
 def _load_json_schema(path: Path) -> Any:

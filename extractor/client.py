@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from extractor.batch.runner import BatchResult
+    from extractor.documents import Source as DocumentSource
     from extractor.http import Pools
     from extractor.stream import AsyncExtractionStream, ExtractionStream
 
@@ -128,12 +129,14 @@ class Client:
     # --- public calls ---------------------------------------------------------------------
 
     @overload
-    def extract(self, target: type[T], document: str, **options: Unpack[Options]) -> T: ...
+    def extract(
+        self, target: type[T], document: DocumentSource, **options: Unpack[Options]
+    ) -> T: ...
     @overload
     def extract(
-        self, target: Mapping[str, Any], document: str, **options: Unpack[Options]
+        self, target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
     ) -> dict[str, Any]: ...
-    def extract(self, target: Any, document: str, **options: Unpack[Options]) -> Any:
+    def extract(self, target: Any, document: DocumentSource, **options: Unpack[Options]) -> Any:
         """Extract one record of `target` from `document`.
 
         `target` is a Pydantic model, a type such as `list[Model]`, or a JSON Schema dict
@@ -146,39 +149,43 @@ class Client:
 
     @overload
     def extract_result(
-        self, target: type[T], document: str, **options: Unpack[Options]
+        self, target: type[T], document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[T]: ...
     @overload
     def extract_result(
-        self, target: Mapping[str, Any], document: str, **options: Unpack[Options]
+        self, target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[dict[str, Any]]: ...
     def extract_result(
-        self, target: Any, document: str, **options: Unpack[Options]
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[Any]:
         """Like `extract`, returning the record with usage, attempts, mode and response id."""
         plan = self.prepare(target, document, **options)
         return complete(plan, self.backend(plan.endpoint), self.emitter)
 
     @overload
-    async def aextract(self, target: type[T], document: str, **options: Unpack[Options]) -> T: ...
+    async def aextract(
+        self, target: type[T], document: DocumentSource, **options: Unpack[Options]
+    ) -> T: ...
     @overload
     async def aextract(
-        self, target: Mapping[str, Any], document: str, **options: Unpack[Options]
+        self, target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
     ) -> dict[str, Any]: ...
-    async def aextract(self, target: Any, document: str, **options: Unpack[Options]) -> Any:
+    async def aextract(
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
+    ) -> Any:
         """The async form of `extract`."""
         return (await self.aextract_result(target, document, **options)).value
 
     @overload
     async def aextract_result(
-        self, target: type[T], document: str, **options: Unpack[Options]
+        self, target: type[T], document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[T]: ...
     @overload
     async def aextract_result(
-        self, target: Mapping[str, Any], document: str, **options: Unpack[Options]
+        self, target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[dict[str, Any]]: ...
     async def aextract_result(
-        self, target: Any, document: str, **options: Unpack[Options]
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[Any]:
         """The async form of `extract_result`."""
         plan = self.prepare(target, document, **options)
@@ -186,14 +193,14 @@ class Client:
 
     @overload
     def stream(
-        self, target: type[T], document: str, **options: Unpack[Options]
+        self, target: type[T], document: DocumentSource, **options: Unpack[Options]
     ) -> ExtractionStream[T]: ...
     @overload
     def stream(
-        self, target: Mapping[str, Any], document: str, **options: Unpack[Options]
+        self, target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
     ) -> ExtractionStream[dict[str, Any]]: ...
     def stream(
-        self, target: Any, document: str, **options: Unpack[Options]
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> ExtractionStream[Any]:
         """Partial records while the answer streams in, then the validated record.
 
@@ -212,14 +219,14 @@ class Client:
 
     @overload
     def astream(
-        self, target: type[T], document: str, **options: Unpack[Options]
+        self, target: type[T], document: DocumentSource, **options: Unpack[Options]
     ) -> AsyncExtractionStream[T]: ...
     @overload
     def astream(
-        self, target: Mapping[str, Any], document: str, **options: Unpack[Options]
+        self, target: Mapping[str, Any], document: DocumentSource, **options: Unpack[Options]
     ) -> AsyncExtractionStream[dict[str, Any]]: ...
     def astream(
-        self, target: Any, document: str, **options: Unpack[Options]
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> AsyncExtractionStream[Any]:
         """The async form of `stream`: `async for partial in client.astream(...)`."""
         from extractor.stream import AsyncExtractionStream, shown_for
@@ -233,7 +240,7 @@ class Client:
         )
 
     def stream_items(
-        self, target: Any, document: str, **options: Unpack[Options]
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> ExtractionStream[Any]:
         """For a list target (`list[Model]`): each item as soon as it is complete and valid.
 
@@ -251,7 +258,7 @@ class Client:
         )
 
     def astream_items(
-        self, target: Any, document: str, **options: Unpack[Options]
+        self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> AsyncExtractionStream[Any]:
         """The async form of `stream_items`."""
         from extractor.stream import AsyncExtractionStream, shown_for
@@ -349,17 +356,14 @@ class Client:
 
     # --- for the drivers: plans and backends -----------------------------------------------
 
-    def prepare(self, target: Any, document: str, **options: Unpack[Options]) -> Plan:
+    def prepare(self, target: Any, document: DocumentSource, **options: Unpack[Options]) -> Plan:
         """Settle one extraction: the call's options over this client's defaults, checked.
 
         Raises `ConfigurationError` (or `ParameterError`, `SchemaError`) for a set-up
         mistake; nothing is sent. Streams and batch jobs drive the plan with `backend`.
         """
         if not isinstance(document, str):
-            raise ConfigurationError(
-                f"the document must be a str, not {type(document).__name__}; "
-                "decode bytes first (e.g. data.decode('utf-8'))"
-            )
+            document = _document_text(document)
         given: dict[str, Any] = dict(options)
         model = given.pop("model", None) or self.model
         base_url = given.pop("base_url", None) or self.base_url
@@ -460,6 +464,20 @@ class Client:
             if len(self._endpoints) < 64:
                 self._endpoints[key] = endpoint
         return endpoint
+
+
+def _document_text(document: Any) -> str:
+    """The text of a `documents.Document`, a path or a file's bytes (PDF, DOCX, HTML, ...)."""
+    import os
+
+    from extractor.documents import Document, read
+
+    if isinstance(document, (Document, bytes, os.PathLike)):
+        return read(document).text
+    raise ConfigurationError(
+        f"the document must be text (str), a path, bytes or an extractor.documents.Document, "
+        f"not {type(document).__name__}"
+    )
 
 
 def _fits(schema: CompiledSchema[Any], endpoint: Endpoint, mode: str) -> bool:

@@ -6,6 +6,7 @@ ExtractorError
 │   ├── ParameterError        a sampling parameter out of range (names the parameter)
 │   └── UsageError            a mistake on the command line
 ├── DatasetError              an evaluation dataset that cannot be used (file and line)
+├── InputError                a document that cannot be read (says why, and what to do)
 ├── SchemaError               a target no dialect can express (names the field)
 ├── APIError                  the provider could not be reached, or said no
 │   ├── APIConnectionError    timeouts, refused or dropped connections
@@ -42,6 +43,7 @@ __all__ = [
     "DatasetError",
     "ErrorDetail",
     "ExtractorError",
+    "InputError",
     "InvalidAnswer",
     "MalformedResponse",
     "ParameterError",
@@ -67,6 +69,10 @@ class ConfigurationError(ExtractorError):
 
 class UsageError(ConfigurationError):
     """A mistake on the command line; reported in one line, exit status 2."""
+
+
+class InputError(ExtractorError):
+    """A document that cannot be read: not text, encrypted, broken, a scan, too large."""
 
 
 class DatasetError(ExtractorError, ValueError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from extractor.errors import ExtractorError, json_kind
+from extractor.errors import ExtractorError, InputError, json_kind
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -44,7 +44,7 @@ class SourceError(ExtractorError):
     """The input as a whole cannot be read (missing, wrong kind, no id or text field)."""
 
 
-class DocumentError(ExtractorError):
+class DocumentError(InputError):
     """One document cannot be extracted: empty, not UTF-8, too large, or a broken line."""
 
 
@@ -117,6 +117,16 @@ def _text(data: bytes) -> tuple[str, str | None]:
             "convert it first, e.g. iconv -f latin1 -t utf-8"
         )
     return _checked(text)
+
+
+def _file_text(data: bytes, name: str) -> tuple[str, str | None]:
+    """A file's text as `extractor.documents` reads it (PDF, DOCX, HTML, text), or why not."""
+    from extractor.documents import read  # PDF reading starts its worker on first use
+
+    try:
+        return _checked(read(data, name=name).text)
+    except InputError as exc:
+        return "", str(exc)
 
 
 def _checked(text: str) -> tuple[str, str | None]:
@@ -218,7 +228,7 @@ class FolderSource(Source):
             except OSError as exc:
                 yield Document(name, problem=f"cannot read it: {exc.strerror or exc}")
                 continue
-            text, problem = _text(data)
+            text, problem = _file_text(data, name)
             yield Document(name, text, problem)
 
     def count(self) -> int | None:
