@@ -23,6 +23,7 @@ Every failure is an `InputError` saying what to do, within a bounded time.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import html
 import html.parser
@@ -222,7 +223,20 @@ def _receive(stream: IO[bytes]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+    def close(self) -> None:
+        """Stop the worker (at exit): it reads no more PDFs."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            process.kill()
+            process.wait()
+
+
 _worker = _Worker()
+atexit.register(_worker.close)
 
 
 def _pdf(data: bytes, name: str | None) -> Document:

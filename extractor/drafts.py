@@ -87,8 +87,7 @@ class _Reader:
         body = self._walk(document, "", top=True)
         if not self.changed and "definitions" not in document:
             return document  # already in the one form: as written
-        dropped = ("$defs", "definitions", "$schema", "id")  # the draft is 2020-12 now
-        out = {k: v for k, v in body.items() if k not in dropped}
+        out = {k: v for k, v in body.items() if k not in ("$defs", "definitions")}
         if self.defs:
             out["$defs"] = self.defs
         return out
@@ -148,9 +147,10 @@ class _Reader:
                 anchor = node.get("$anchor")
                 if isinstance(anchor, str):
                     found.setdefault(anchor, at)
-                legacy = node.get("id") if at else None  # Draft-04/06: "id": "#name"
-                if isinstance(legacy, str) and legacy.startswith("#") and len(legacy) > 1:
-                    found.setdefault(legacy[1:], at)
+                for key in ("id", "$id"):  # Draft-04 "id" / Draft-06,07 "$id": "#name"
+                    legacy = node.get(key) if at else None
+                    if isinstance(legacy, str) and legacy.startswith("#") and len(legacy) > 1:
+                        found.setdefault(legacy[1:], at)
                 for key, value in node.items():
                     visit(value, f"{at}/{_escape(key)}")
             elif isinstance(node, list):
@@ -167,6 +167,10 @@ class _Reader:
             return node  # true / false: 2020-12 reads them as they are
         out: JSON = {}
         for key, value in node.items():
+            if key in ("$id", "id", "$schema") and isinstance(value, str):
+                # every reference is to the root now: a base URI inside would move it
+                self.changed = True
+                continue
             if key == "$ref" and isinstance(value, str):
                 out[key] = self._ref(value, path)
             elif key in _MAPS and isinstance(value, dict):
@@ -183,6 +187,8 @@ class _Reader:
                     name: self._walk(sub, _join(path, name) if key == "properties" else path)
                     for name, sub in value.items()
                 }
+            elif key in _ONE and isinstance(value, list):  # Draft-04..07 tuple `items`
+                out[key] = [self._walk(sub, f"{path}[]") for sub in value]
             elif key in _ONE:
                 out[key] = self._walk(value, f"{path}[]" if key == "items" else path)
             elif key in _MANY and isinstance(value, list):

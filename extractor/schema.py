@@ -328,11 +328,20 @@ def _compile_json_schema(schema: JSON) -> CompiledSchema[Any]:
     import jsonschema  # imported here: only dict targets need it
 
     draft = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        draft.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        path = ".".join(str(p) for p in exc.path)
-        raise SchemaError(f"not a valid JSON Schema: {exc.message}", path=path) from None
+    # without `$schema`, the newest draft it is valid in (an older one's forms, such as
+    # Draft-04's boolean exclusiveMinimum, are invalid in 2020-12)
+    candidates = [draft] if "$schema" in schema else [draft, *_older_drafts()]
+    for index, candidate in enumerate(candidates):
+        try:
+            candidate.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            if index + 1 < len(candidates):
+                continue
+            first = exc if index == 0 else _first_error(candidates[0], schema)
+            path = ".".join(str(p) for p in first.path)
+            raise SchemaError(f"not a valid JSON Schema: {first.message}", path=path) from None
+        draft = candidate
+        break
     normalized = normalize(schema)
     wire, wrap_key = _wrap(normalized, "items" if _is_list_schema(normalized) else "value")
     validator = draft(schema, format_checker=draft.FORMAT_CHECKER)
@@ -349,6 +358,22 @@ def _compile_json_schema(schema: JSON) -> CompiledSchema[Any]:
     return CompiledSchema(
         name, wire, wrap_key=wrap_key, validate=validate, description=schema.get("description")
     )
+
+
+def _older_drafts() -> list[Any]:
+    import jsonschema
+
+    return [jsonschema.Draft7Validator, jsonschema.Draft6Validator, jsonschema.Draft4Validator]
+
+
+def _first_error(draft: Any, schema: JSON) -> Any:
+    import jsonschema
+
+    try:
+        draft.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return exc
+    raise AssertionError("unreachable: the schema failed this draft before")  # pragma: no cover
 
 
 def _target_name(target: Any, schema: JSON) -> str:
@@ -539,9 +564,21 @@ class _Strict:
                 raise SchemaError(
                     "the root of an openai-strict schema cannot be a union", path=path
                 )
+            if "type" in out:  # strict wants a union alone: each branch gets the type
+                kind = out.pop("type")
+                out["anyOf"] = [
+                    {"type": kind, **b} if isinstance(b, dict) and "type" not in b else b
+                    for b in out["anyOf"]
+                ]
             out["anyOf"] = [self.node(b, path) for b in out["anyOf"]]
         if "items" in out:
             out["items"] = self.node(out["items"], f"{path}[]")
+        elif "array" in (_types(out) or ()):
+            raise SchemaError(
+                "an array whose items are untyped (any JSON) cannot be expressed in "
+                "openai-strict",
+                path=path,
+            )
         types = _types(out)
         is_object = types is not None and "object" in types
         if is_object or "properties" in out:
@@ -634,6 +671,7 @@ class _Strict:
         out["properties"] = new_props
         out["required"] = list(new_props)
         out["additionalProperties"] = False
+        out.setdefault("type", "object")
 
     def check_limits(self, schema: JSON) -> None:
         props = enums = strings = 0
