@@ -210,6 +210,17 @@ class _Worker:
                 return {"error": "crash", "timed_out": fired.is_set()}
             return answer
 
+    def close(self) -> None:
+        """Stop the worker (at exit): it reads no more PDFs."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+            process.kill()
+            process.wait()
+
 
 def _receive(stream: IO[bytes]) -> dict[str, Any] | None:
     head = stream.read(8)
@@ -221,18 +232,6 @@ def _receive(stream: IO[bytes]) -> dict[str, Any] | None:
         return None
     value = json.loads(body)
     return value if isinstance(value, dict) else None
-
-
-    def close(self) -> None:
-        """Stop the worker (at exit): it reads no more PDFs."""
-        with self._lock:
-            process, self._process = self._process, None
-        if process is not None:
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    pipe.close()
-            process.kill()
-            process.wait()
 
 
 _worker = _Worker()
