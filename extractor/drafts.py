@@ -173,6 +173,9 @@ class _Reader:
                 continue
             if key == "$ref" and isinstance(value, str):
                 out[key] = self._ref(value, path)
+            elif key in ("$defs", "definitions") and not top:
+                # nested definitions: whichever are referenced were hoisted to the root
+                self.changed = True
             elif key in _MAPS and isinstance(value, dict):
                 if top and key in ("$defs", "definitions"):
                     for name, sub in value.items():

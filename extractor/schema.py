@@ -450,7 +450,10 @@ def _to_dialect(schema: JSON, dialect: str) -> JSON:
         strict.check_limits(out)
         return out
     if dialect == "openai":
-        return cast(JSON, _allowed(schema))
+        loose = cast(JSON, _allowed(schema))
+        if loose.get("type") == "object" and "properties" not in loose:
+            loose["properties"] = {}  # tools parameters need the key, even empty
+        return loose
     if dialect == "mistral":
         return _mistral(cast(JSON, _allowed(schema)))
     raise SchemaError(f"unknown schema dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
@@ -468,6 +471,8 @@ def _allowed(schema: Any) -> Any:
             continue
         if key in ("properties", "patternProperties", "$defs", "dependentSchemas"):
             out[key] = {name: _allowed(sub) for name, sub in value.items()}
+        elif key == "examples" and not isinstance(value, list):
+            continue  # not what the keyword holds: a provider may refuse the schema for it
         elif key in ("enum", "const", "default", "examples", "required", "dependentRequired"):
             out[key] = value
         else:
@@ -575,8 +580,7 @@ class _Strict:
             out["items"] = self.node(out["items"], f"{path}[]")
         elif "array" in (_types(out) or ()):
             raise SchemaError(
-                "an array whose items are untyped (any JSON) cannot be expressed in "
-                "openai-strict",
+                "an array whose items are untyped (any JSON) cannot be expressed in openai-strict",
                 path=path,
             )
         types = _types(out)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from enum import Enum
 from typing import Literal
 
@@ -233,3 +235,23 @@ def test_the_ready_made_receipt_schema_extracts_a_sample_receipt(client):
     for field in ("company", "address", "total"):
         start, end = result.spans[field]
         assert text[start:end].replace("\n", " ") == getattr(receipt, field)
+
+
+def test_a_schema_llama_cpp_cannot_spell_is_generated_without_a_grammar() -> None:
+    """A quote in a property name made llama.cpp's grammar parser crash the process (139)."""
+    from extractor.local.engine import grammar_safe
+
+    assert grammar_safe({"type": "object", "properties": {"name": {"type": "string"}}})
+    assert not grammar_safe({"type": "object", "properties": {'foo"bar': {"type": "string"}}})
+    assert not grammar_safe({"enum": ["a\\b"]})
+    code = (
+        "import extractor\n"
+        "schema = {'type': 'object', 'properties': {'foo\"bar': {'type': 'integer'}}}\n"
+        "try:\n"
+        "    extractor.extract(schema, 'foo is 3', model='local/gemma-3-270m',\n"
+        "                      mode='json_schema', max_retries=0, max_completion_tokens=24)\n"
+        "except extractor.ExtractorError as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]  # not killed by a signal

@@ -45,6 +45,8 @@ def judge(schema: dict[str, Any]) -> tuple[str, list[str]]:
         violations = provider_rules.refs_resolve(wire)
         if dialect == "openai-strict":
             violations += provider_rules.openai_strict(wire)
+        if dialect == "openai":  # non-strict json_schema, and tools when auto falls back
+            violations += provider_rules.tool_parameters(wire, strict=False)
         if dialect == "mistral":
             violations += provider_rules.mistral_json_schema(wire)
         found += [f"{dialect}: {v}" for v in violations]

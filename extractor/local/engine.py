@@ -328,6 +328,8 @@ class Engine:
         """Text generated after `prompt` under the schema's grammar: (text, finish, tokens)."""
         self.fit_threads()
         try:
+            if not grammar_safe(schema):
+                raise ValueError("a name or value holds a quote or backslash")
             grammar = self.lib.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         except Exception as exc:  # a schema llama.cpp's converter cannot take: unconstrained
             logger.warning(
@@ -345,6 +347,35 @@ class Engine:
         choice = out["choices"][0]
         used = int(out["usage"]["completion_tokens"])
         return str(choice["text"]), str(choice["finish_reason"]), used
+
+
+def grammar_safe(schema: Any) -> bool:
+    """Whether llama.cpp's grammar can spell every property name and constant of `schema`.
+
+    A `"` or `\\` in one makes a grammar its parser refuses, and llama.cpp then crashes
+    the process (seen: exit 139) instead of raising: such a schema gets no grammar.
+    """
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if (
+                key == "properties"
+                and isinstance(value, dict)
+                and any(_unsafe(name) for name in value)
+            ):
+                return False
+            if key in ("enum", "const"):
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(v, str) and _unsafe(v) for v in values):
+                    return False
+            if not grammar_safe(value):
+                return False
+    elif isinstance(schema, list):
+        return all(grammar_safe(v) for v in schema)
+    return True
+
+
+def _unsafe(text: str) -> bool:
+    return '"' in text or "\\" in text or any(ord(c) < 32 for c in text)
 
 
 @dataclass

@@ -520,6 +520,8 @@ def bounded_schema(schema: dict[str, Any], *, text: int = 200, items: int = 20) 
             return [walk(v) for v in node]
         if node is True or (isinstance(node, dict) and _untyped(node)):
             return {"type": "string", "maxLength": text}
+        if node is False:  # nothing fits: the converter cannot say so; validation will
+            return {"type": "null"}
         if not isinstance(node, dict):
             return node
         out: dict[str, Any] = {}
@@ -531,7 +533,7 @@ def bounded_schema(schema: dict[str, Any], *, text: int = 200, items: int = 20) 
             elif k == "$defs" and isinstance(v, dict):
                 out[k] = {names.get(n, n): walk(sub) for n, sub in v.items()}
             elif k in _MAPS and isinstance(v, dict):
-                out[k] = {name: walk(sub) for name, sub in v.items()}
+                out[k] = {name: walk(sub) for name, sub in v.items() if sub is not False}
             elif k in ("enum", "const", "required", "default", "examples"):
                 out[k] = v
             else:
