@@ -112,6 +112,10 @@ def read(
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InputError(f"the document is larger than {MAX_DOCUMENT_BYTES // 2**20} MB")
     found = kind or detect(data, name)
+    claimed = Path(name).suffix.lower() if name else ""
+    if claimed in (".pdf", ".docx") and found != claimed[1:]:
+        what = "PDF (it does not start with %PDF-)" if claimed == ".pdf" else "DOCX zip"
+        raise InputError(f"{name} is not a {what}: the file is damaged or misnamed")
     if found == "pdf":
         return _pdf(data, name)
     if found == "docx":
@@ -184,6 +188,7 @@ class _Worker:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
+                    preexec_fn=_limit_memory if sys.platform == "linux" else None,
                 )
             assert process.stdin is not None
             assert process.stdout is not None
@@ -220,6 +225,16 @@ class _Worker:
                     pipe.close()
             process.kill()
             process.wait()
+
+
+#: The address space the PDF worker may take: a flate bomb inflates past it and fails.
+PDF_MEMORY: Final = 1536 * 2**20
+
+
+def _limit_memory() -> None:  # pragma: no cover - runs in the child, before exec
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (PDF_MEMORY, PDF_MEMORY))
 
 
 def _receive(stream: IO[bytes]) -> dict[str, Any] | None:
@@ -261,6 +276,8 @@ def _pdf(data: bytes, name: str | None) -> Document:
             f"the PDF has no text layer ({len(pages)} page(s) of images: a scan?); "
             "run OCR first, e.g. ocrmypdf in.pdf out.pdf"
         )
+    # PDFium ends lines with CRLF and marks a hyphen it joined a word across with U+FFFE
+    pages = [p.replace("\ufffe\r\n", "").replace("\ufffe", "").replace("\r\n", "\n") for p in pages]
     text = _PAGE.join(p.replace(_PAGE, "\n") for p in pages)
     return _text_document(text, "pdf", name)
 

@@ -6,6 +6,7 @@ worker process, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -117,12 +118,46 @@ def _pdfs() -> list[Path]:
     return sorted((ROOT / "samples" / "pdfs").glob("*.pdf"))
 
 
-@pytest.mark.skipif(not _pdfs(), reason="samples/make_pdfs.py has not generated samples yet")
 def test_sample_pdfs_are_read_page_by_page() -> None:
+    assert _pdfs(), "samples/make_pdfs.py writes them"
     for path in _pdfs():
         document = read(path)
         assert document.kind == "pdf" and document.text.strip(), path
         assert len(document.pages) == document.text.count("\f") + 1
+    statement = read(ROOT / "samples" / "pdfs" / "statement.pdf")
+    assert len(statement.pages) == 60
+    where = statement.text.index("Receipt 37 of 60")
+    assert statement.page_at(where) == 37
+
+
+HOSTILE = ROOT / "tests" / "data" / "documents"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("encrypted.pdf", "encrypted: decrypt it first"),
+        ("truncated.pdf", "not a readable PDF"),
+        ("scanned.pdf", "no text layer .* run OCR first"),
+        ("random.pdf", "is not a PDF"),
+        ("random-after-header.pdf", "not a readable PDF"),
+        ("zip-bomb.docx", "zip bomb"),
+        ("zip-bomb-deflate.docx", "zip bomb"),
+    ],
+)
+def test_hostile_files_are_clear_errors_within_a_bounded_time(name: str, message: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(InputError, match=message):
+        read(HOSTILE / name)
+    assert time.monotonic() - start < 30
+
+
+def test_a_flate_bomb_and_a_page_cycle_end_within_the_time_limit() -> None:
+    for name in ("flate-bomb.pdf", "page-cycle.pdf", "nested-arrays.pdf"):
+        start = time.monotonic()
+        with contextlib.suppress(InputError):  # refused is fine; hanging or crashing is not
+            read(HOSTILE / name)
+        assert time.monotonic() - start < 70
 
 
 def test_a_pdf_without_the_extra_names_the_extra(tmp_path: Path) -> None:
