@@ -60,6 +60,8 @@ from extractor.schema import (
 )
 
 if TYPE_CHECKING:
+    from extractor.long import ChunkError, LongExtraction, aextract_long, extract_long
+    from extractor.merge import Merge, MergeError
     from extractor.stream import AsyncExtractionStream, ExtractionStream
 
 __version__ = "0.1.0"
@@ -75,6 +77,7 @@ __all__ = [
     "AsyncExtractionStream",
     "Attempt",
     "AttemptError",
+    "ChunkError",
     "Client",
     "CompiledSchema",
     "ConfigurationError",
@@ -86,7 +89,10 @@ __all__ = [
     "ExtractorError",
     "InputError",
     "InvalidAnswer",
+    "LongExtraction",
     "MalformedResponse",
+    "Merge",
+    "MergeError",
     "Mode",
     "Options",
     "ParameterError",
@@ -100,20 +106,34 @@ __all__ = [
     "WorkedExample",
     "__version__",
     "aextract",
+    "aextract_long",
     "aextract_stream",
     "compile_schema",
     "default_client",
     "extract",
+    "extract_long",
     "extract_stream",
     "extractable",
     "worked_examples",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # the stream classes load on first use: most programs never stream (import time)
-    if name in ("AsyncExtractionStream", "ExtractionStream"):
-        from extractor import stream
+_LAZY: dict[str, str] = {
+    "AsyncExtractionStream": "extractor.stream",
+    "ExtractionStream": "extractor.stream",
+    "ChunkError": "extractor.long",
+    "LongExtraction": "extractor.long",
+    "aextract_long": "extractor.long",
+    "extract_long": "extractor.long",
+    "Merge": "extractor.merge",
+    "MergeError": "extractor.merge",
+}
 
-        return getattr(stream, name)
+
+def __getattr__(name: str) -> Any:
+    # streams and long documents load on first use: most programs use neither (import time)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'extractor' has no attribute {name!r}")

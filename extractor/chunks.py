@@ -76,7 +76,7 @@ def describe_pages(pages: Sequence[int]) -> str:
         else:
             runs.append([page])
     shown = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
-    return f"page {shown}" if len(pages) == 1 else f"pages {shown}"
+    return f"page {shown}" if len(set(pages)) == 1 else f"pages {shown}"
 
 
 def page_starts(text: str, pages: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -241,7 +241,7 @@ class _Cutter:
             limit = start + self._budget
             if limit >= size:
                 return start, size
-            half = cut + (limit - cut) // 2
+            half = cut + max(1, (limit - cut) // 2)
             end = self._strongest(half, limit)
             if end is None:
                 end = self._strongest(cut + 1, limit)

@@ -13,6 +13,7 @@ it lacks. `extract_long` drives the same on a private event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 #: Characters of document one request carries when the caller does not say: about 2,000
 #: tokens of English, which leaves room for the prompt, schema and answer in the 4,096
@@ -147,27 +150,35 @@ def chunk_target(target: Any) -> Any:
         return target
     made = _relaxed.get(target)
     if made is None:
-        fields: dict[str, Any] = {}
-        for name, info in target.model_fields.items():
-            layers = (info.annotation, *info.metadata)  # the type with its constraints
-            inner: Any = Annotated[layers] if info.metadata else info.annotation
-            kept = {k: getattr(info, k) for k in _KEPT if getattr(info, k) is not None}
-            fields[name] = (inner | None, pydantic.Field(default=None, **kept))
-        made = pydantic.create_model(
-            target.__name__,
-            __config__=target.model_config,
-            __doc__=target.__doc__,
-            __module__=target.__module__,
-            **fields,
-        )
         examples = compile_schema(target).examples
+        made = _optional_fields(target)
         if examples:
-            made = worked_examples(*(WorkedExample(text, record) for text, record in examples))(
-                made
-            )
+            shown = worked_examples(*(WorkedExample(text, record) for text, record in examples))
+            made = shown(made)
+            if compile_schema(made).examples != examples:
+                # an example that does not read back the same (through an alias, say) would
+                # show the model a wrong record: better none
+                logger.info("%s: its worked examples are not shown to chunks", target.__name__)
+                made = _optional_fields(target)
         with _relaxed_lock:
             made = _relaxed.setdefault(target, made)
     return made
+
+
+def _optional_fields(target: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
+    fields: dict[str, Any] = {}
+    for name, info in target.model_fields.items():
+        layers = (info.annotation, *info.metadata)  # the type with its constraints
+        inner: Any = Annotated[layers] if info.metadata else info.annotation
+        kept = {k: getattr(info, k) for k in _KEPT if getattr(info, k) is not None}
+        fields[name] = (inner | None, pydantic.Field(default=None, **kept))
+    return pydantic.create_model(
+        target.__name__,
+        __config__=target.model_config,
+        __doc__=target.__doc__,
+        __module__=target.__module__,
+        **fields,
+    )
 
 
 def _relaxable(target: Any) -> bool:
@@ -372,11 +383,11 @@ def _finish(
         assert first.error is not None
         raise ChunkError(first.chunk, len(chunks), first.error, usage=usage) from first.error
     merged = merge(target, [(p.chunk, p.extraction.value) for p in given if p.extraction])
+    # a document in one chunk keeps the record as extracted (the merge only traced it)
+    value = given[0].extraction.value if len(chunks) == 1 and given[0].extraction else merged.value
     model = next((r.model for r in results.values() if r.model), None)
     missing = _missing_pages(document, pages, [p.chunk for p in parts if p.ok]) if failed else ()
-    return LongExtraction(
-        merged.value, model, tuple(parts), merged.conflicts, merged.provenance, missing
-    )
+    return LongExtraction(value, model, tuple(parts), merged.conflicts, merged.provenance, missing)
 
 
 def _missing_pages(

@@ -36,7 +36,18 @@ from extractor.chunks import Chunk, describe_pages
 from extractor.errors import ConfigurationError, ErrorDetail, ExtractorError, InvalidAnswer
 from extractor.schema import compile_schema
 
-__all__ = ["Conflict", "Found", "Key", "Merge", "MergeError", "Merged", "Policy", "Source", "merge"]
+__all__ = [
+    "Conflict",
+    "Found",
+    "Key",
+    "Merge",
+    "MergeError",
+    "Merged",
+    "Policy",
+    "Source",
+    "check",
+    "merge",
+]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=type[pydantic.BaseModel])
@@ -271,7 +282,8 @@ def _spec_of(annotation: Any, metadata: Sequence[Any] = ()) -> _Spec:
         key = keys[-1] if keys else next((m for m in item_markers if isinstance(m, Key)), None)
         if key is None and isinstance(item, type):
             key = getattr(item, _KEY_ATTRIBUTE, None)
-        return _Spec("list", item=_spec_of(args[0]), key=_key_reads(key, item))
+        others = [m for m in item_markers if not isinstance(m, Key)]  # the key is the list's
+        return _Spec("list", item=_spec_of(item, others), key=_checked_key(key, item))
     if origin in (dict, Mapping) and len(args) == 2:
         return _Spec("mapping", item=_spec_of(args[1]))
     if kind is Any or kind is dict:
@@ -295,7 +307,7 @@ def _unwrap(annotation: Any, metadata: Sequence[Any]) -> tuple[Any, list[Any]]:
         return annotation, markers
 
 
-def _key_reads(key: Key | None, item: Any) -> tuple[str, ...] | None:
+def _checked_key(key: Key | None, item: Any) -> tuple[str, ...] | None:
     """The key's fields, checked against the item's model."""
     if key is None:
         return None
