@@ -76,7 +76,7 @@ class Budget:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """One answer asked of a backend: everything it needs, nothing of HTTP.
 
@@ -112,11 +112,11 @@ class Request:
         Raises `APITimeoutError` (not retried) when the deadline has passed.
         """
         left = None if self.budget is None else self.budget.left()
-        if left is None:
-            return self
+        if left is None or left >= self.timeout:
+            return self  # the common case: the timeout is what is left, no copy
         if left <= 0:
             raise self.deadline_passed()
-        return dataclasses.replace(self, timeout=min(self.timeout, left))
+        return dataclasses.replace(self, timeout=left)
 
     def deadline_passed(self) -> APITimeoutError:
         """The error of a spent deadline."""
