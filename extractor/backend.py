@@ -242,8 +242,12 @@ class Retrying:
 class Pacer(Protocol):
     """A batch job's rate limits (`extractor.batch.Limiter` is one)."""
 
-    async def send(self, call: Callable[[], Awaitable[Answer]], size: int) -> Answer:
-        """Wait for a turn, run `call`, and learn from its outcome (a 429, the usage)."""
+    async def send(self, call: Callable[[], Awaitable[Answer]], size: Callable[[], int]) -> Answer:
+        """Wait for a turn, run `call`, and learn from its outcome (a 429, the usage).
+
+        `size()` gives the request's length in characters, for a token estimate: called
+        only by a pacer that counts tokens.
+        """
         ...
 
 
@@ -273,7 +277,7 @@ class Paced:
                 request.budget.extend(time.monotonic() - asked)
             return await self.inner.acomplete(request.with_time_left())
 
-        return await self.pacer.send(call, request.size())
+        return await self.pacer.send(call, request.size)
 
     def stream(self, request: Request) -> Iterator[StreamItem]:
         return self.inner.stream(request)

@@ -366,7 +366,8 @@ class Client:
             document = _document_text(document)
         given: dict[str, Any] = dict(options)
         model = given.pop("model", None) or self.model
-        base_url = given.pop("base_url", None) or self.base_url
+        called_url = given.pop("base_url", None)
+        base_url = called_url or self.base_url
         api_key = given.pop("api_key", None) or self._api_key
         mode = given.pop("mode", None) or self.mode
         max_retries = given.pop("max_retries", None)
@@ -380,8 +381,8 @@ class Client:
         check_retries(max_retries)
         check_seconds("timeout", timeout)
         check_seconds("deadline", deadline)
-        if base_url:
-            check_base_url(base_url)
+        if called_url:  # the client's own was checked when it was made
+            check_base_url(called_url)
         endpoint = self._endpoint(model, base_url, api_key)
         dialect = endpoint.provider.dialect
         params = {**self.params, **check_params(given, temperature_max=dialect.temperature_max)}

@@ -406,7 +406,7 @@ def test_tpm_waits_for_the_tokens_a_request_needs() -> None:
 
     async def main() -> None:
         for _ in range(3):
-            await limiter.send(answer, 4004)  # estimated 1,001 tokens: a hair over the bucket
+            await limiter.send(answer, lambda: 4004)  # 1,001 tokens: a hair over the bucket
 
     asyncio.run(main())
     # the first fits the bucket; each answer reports 1,200 tokens, so each next one

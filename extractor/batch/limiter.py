@@ -160,12 +160,13 @@ class Limiter:
         #: 429s seen so far, for progress and the summary.
         self.rate_limited = 0
 
-    async def send(self, call: Callable[[], Awaitable[Answer]], size: int) -> Answer:
+    async def send(self, call: Callable[[], Awaitable[Answer]], size: Callable[[], int]) -> Answer:
         """One try of one request, in its turn (the `backend.Pacer` protocol).
 
-        `size` is the request's length in characters, for the token estimate.
+        `size()` is the request's length in characters, for the token estimate (only
+        measured when a token limit is set).
         """
-        estimate = size // CHARS_PER_TOKEN if self.tokens is not None else 0
+        estimate = size() // CHARS_PER_TOKEN if self.tokens is not None else 0
         await self.gate.acquire()
         try:
             await self._wait_turn(estimate)
