@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from extractor.schema import CompiledSchema
 
 __all__ = ["Answer", "Backend", "Budget", "Paced", "Pacer", "Request", "Retrying", "StreamItem"]
+
+logger = logging.getLogger("extractor")
 
 #: What a stream yields: the answer's text so far (each time it grows), then the `Answer`.
 StreamItem: TypeAlias = "str | Answer"
@@ -167,9 +170,7 @@ class Retrying:
 
     def _on_retry(self, request: Request) -> Callable[[tenacity.RetryCallState], None]:
         def report(state: tenacity.RetryCallState) -> None:
-            import logging
-
-            logging.getLogger("extractor").info("request failed, retrying: %s", describe(state))
+            logger.info("request failed, retrying: %s", describe(state))
             exc = state.outcome.exception() if state.outcome else None
             request.emit(
                 RetryingEvent(

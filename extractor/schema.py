@@ -31,7 +31,14 @@ import pydantic
 from extractor.drafts import normalize
 from extractor.errors import ErrorDetail, InvalidAnswer, SchemaError
 
-__all__ = ["DIALECTS", "CompiledSchema", "WorkedExample", "compile_schema", "worked_examples"]
+__all__ = [
+    "DIALECTS",
+    "CompiledSchema",
+    "WorkedExample",
+    "compile_schema",
+    "untyped",
+    "worked_examples",
+]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -480,7 +487,7 @@ def _allowed(schema: Any) -> Any:
     return out
 
 
-def _untyped(node: JSON) -> bool:
+def untyped(node: JSON) -> bool:
     """Whether a schema takes any JSON value: it has no keyword that gives a shape."""
     return not (node.keys() & _SHAPES)
 
@@ -543,7 +550,7 @@ class _Strict:
                     f"{what} cannot be expressed in openai-strict; use a list or a model",
                     path=path,
                 )
-        if _untyped({k: v for k, v in node.items() if k != "$defs"}):
+        if untyped({k: v for k, v in node.items() if k != "$defs"}):
             raise SchemaError(
                 "an untyped value (any JSON) cannot be expressed in openai-strict", path=path
             )
@@ -849,7 +856,7 @@ def _accepts_null(node: Any, defs: JSON) -> bool:
     node = _resolve(node, defs)
     if not isinstance(node, dict):
         return node is True
-    if _untyped(node):
+    if untyped(node):
         return True  # takes any value: a null there is an answer
     kind = node.get("type")
     if kind == "null" or (isinstance(kind, list) and "null" in kind):

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from extractor.local import scoring
 from extractor.local.engine import Engine, Row
+from extractor.schema import untyped
 
 __all__ = ["Choice", "GroundedExtractor", "bounded_schema"]
 
@@ -518,7 +519,7 @@ def bounded_schema(schema: dict[str, Any], *, text: int = 200, items: int = 20) 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
             return [walk(v) for v in node]
-        if node is True or (isinstance(node, dict) and _untyped(node)):
+        if node is True or (isinstance(node, dict) and untyped(node)):
             return {"type": "string", "maxLength": text}
         if node is False:  # nothing fits: the converter cannot say so; validation will
             return {"type": "null"}
@@ -548,11 +549,3 @@ def bounded_schema(schema: dict[str, Any], *, text: int = 200, items: int = 20) 
 
 
 _RULE_NAME: Final = re.compile(r"[^A-Za-z0-9-]+")
-_SHAPED: Final = frozenset(
-    {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "properties", "items"}
-)
-
-
-def _untyped(node: dict[str, Any]) -> bool:
-    """A schema with nothing that gives its value a shape: it takes any JSON value."""
-    return not (node.keys() & _SHAPED)
