@@ -161,7 +161,7 @@ class CompiledSchema(Generic[T]):
         self.examples: tuple[tuple[str, JSON], ...] = ()
         self._validate = validate
         self._dump = dump
-        self._dialects: dict[str, JSON] = {}
+        self._dialects: dict[str, JSON | SchemaError] = {}
         self._lock = threading.Lock()
 
     @cached_property
@@ -171,14 +171,23 @@ class CompiledSchema(Generic[T]):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def dialect(self, name: str) -> JSON:
-        """The schema as a provider of that dialect should receive it (cached; do not mutate)."""
+        """The schema as a provider of that dialect should receive it (cached; do not mutate).
+
+        A dialect that cannot carry the schema raises its `SchemaError` each time, from the
+        cache too: `auto` asks once per document whether strict mode fits.
+        """
         cached = self._dialects.get(name)
-        if cached is not None:
-            return cached
-        with self._lock:
-            if name not in self._dialects:
-                self._dialects[name] = _to_dialect(self.schema, name)
-            return self._dialects[name]
+        if cached is None:
+            with self._lock:
+                if name not in self._dialects:
+                    try:
+                        self._dialects[name] = _to_dialect(self.schema, name)
+                    except SchemaError as exc:
+                        self._dialects[name] = exc
+                cached = self._dialects[name]
+        if isinstance(cached, SchemaError):
+            raise SchemaError(cached.reason, path=cached.path)
+        return cached
 
     def dropped(self, name: str) -> list[tuple[str, str]]:
         """What a dialect leaves out, as (path, keyword): still checked on every answer.
