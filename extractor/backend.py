@@ -30,7 +30,7 @@ from extractor.errors import APITimeoutError
 from extractor.events import Event
 from extractor.events import Retrying as RetryingEvent
 from extractor.modes import Answer
-from extractor.retry import RetryPolicy, describe
+from extractor.retry import RetryPolicy, describe, is_retryable
 
 if TYPE_CHECKING:
     from extractor.providers import Endpoint
@@ -202,14 +202,51 @@ class Retrying:
                 raise request.deadline_passed() from None
             raise
 
+    # The first try runs outside tenacity: most requests succeed at once, and setting up
+    # its controller costs more than the rest of extractor's share of a call. A retryable
+    # failure starts the controller, which sees that failure as its first try, so waits,
+    # events, attempt counts and `max_elapsed` are what they would have been.
+
     def complete(self, request: Request) -> Answer:
-        retrying = self.policy.retrying(self._on_retry(request), until=request.until)
-        answer: Answer = retrying(self._timed, request, self.inner.complete)
+        started = time.monotonic()
+        try:
+            first: Answer = self._timed(request, self.inner.complete)
+            return first
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            failed: list[BaseException] = [exc]
+
+        def again(tried: Request) -> Answer:
+            if failed:
+                raise failed.pop()
+            return self.inner.complete(tried)
+
+        retrying = self.policy.retrying(
+            self._on_retry(request), until=request.until, started=started
+        )
+        answer: Answer = retrying(self._timed, request, again)
         return answer
 
     async def acomplete(self, request: Request) -> Answer:
-        retrying = self.policy.async_retrying(self._on_retry(request), until=request.until)
-        answer: Answer = await retrying(self._atimed, request, self.inner.acomplete)
+        started = time.monotonic()
+        try:
+            first: Answer = await self._atimed(request, self.inner.acomplete)
+            return first
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            failed: list[BaseException] = [exc]
+
+        async def again(tried: Request) -> Answer:
+            if failed:
+                raise failed.pop()
+            return await self.inner.acomplete(tried)
+
+        retrying = self.policy.async_retrying(
+            self._on_retry(request), until=request.until, started=started
+        )
+        answer: Answer = await retrying(self._atimed, request, again)
         return answer
 
     def stream(self, request: Request) -> Iterator[StreamItem]:

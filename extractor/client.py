@@ -26,7 +26,7 @@ from extractor.conversation import (
 )
 from extractor.errors import ConfigurationError, ParameterError, SchemaError
 from extractor.events import Emitter, Hook
-from extractor.options import Options, check_mode, check_retries, check_seconds
+from extractor.options import Options, Params, check_mode, check_retries, check_seconds
 from extractor.params import check_params
 from extractor.providers import Endpoint, check_base_url, resolve
 from extractor.result import Extraction
@@ -87,7 +87,7 @@ class Client:
         max_connections: int = 100,
         hooks: Iterable[Hook] = (),
         backend: Backend | None = None,
-        **params: Any,
+        **params: Unpack[Params],
     ) -> None:
         check_mode(mode)
         check_retries(max_retries)
@@ -271,6 +271,28 @@ class Client:
             shown_for(target, plan.schema, items=True),
         )
 
+    @overload
+    def extract_many(
+        self,
+        target: type[T],
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Unpack[Options],
+    ) -> Iterator[BatchResult[T]]: ...
+    @overload
+    def extract_many(
+        self,
+        target: Mapping[str, Any],
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Unpack[Options],
+    ) -> Iterator[BatchResult[dict[str, Any]]]: ...
     def extract_many(
         self,
         target: Any,
@@ -299,6 +321,28 @@ class Client:
             self, target, documents, concurrency=concurrency, rpm=rpm, tpm=tpm, options=options
         )
 
+    @overload
+    def aextract_many(
+        self,
+        target: type[T],
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Unpack[Options],
+    ) -> AsyncIterator[BatchResult[T]]: ...
+    @overload
+    def aextract_many(
+        self,
+        target: Mapping[str, Any],
+        documents: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        **options: Unpack[Options],
+    ) -> AsyncIterator[BatchResult[dict[str, Any]]]: ...
     def aextract_many(
         self,
         target: Any,

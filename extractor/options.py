@@ -19,6 +19,7 @@ __all__ = [
     "CALL_OPTIONS",
     "Mode",
     "Options",
+    "Params",
     "check_call",
     "check_mode",
     "check_retries",
@@ -28,19 +29,9 @@ __all__ = [
 Mode = Literal["auto", "json_schema", "tools", "json_object", "prompt", "grounded"]
 
 
-class Options(TypedDict, total=False):
-    """Keyword options of an extraction; any left out take the client's defaults."""
+class Params(TypedDict, total=False):
+    """Request parameters, as `Client(...)` takes them for every call (see `extractor.params`)."""
 
-    model: str  # provider/model
-    base_url: str
-    api_key: str
-    mode: Mode
-    max_retries: int  # reasks after an invalid answer
-    instructions: str  # added to the system prompt
-    examples: Sequence[Any]  # worked examples, in place of the target's own ([] for none)
-    timeout: float  # one request, connect to last byte, in seconds
-    deadline: float | None  # one extraction: every attempt and wait (None: unbounded)
-    # request parameters (see `extractor.params`)
     temperature: float
     top_p: float
     seed: int
@@ -53,6 +44,23 @@ class Options(TypedDict, total=False):
     response_format: Mapping[str, Any]
     tools: Sequence[Mapping[str, Any]]
     tool_choice: str | Mapping[str, Any]
+
+
+class Options(Params, total=False):
+    """Keyword options of an extraction; any left out take the client's defaults.
+
+    The request parameters of `Params`, and these:
+    """
+
+    model: str  # provider/model
+    base_url: str
+    api_key: str
+    mode: Mode
+    max_retries: int  # reasks after an invalid answer
+    instructions: str  # added to the system prompt
+    examples: Sequence[Any]  # worked examples, in place of the target's own ([] for none)
+    timeout: float  # one request, connect to last byte, in seconds
+    deadline: float | None  # one extraction: every attempt and wait (None: unbounded)
 
 
 #: The options that are not request parameters.

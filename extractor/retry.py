@@ -157,25 +157,34 @@ class RetryPolicy:
         backoff = self.initial * 2.0 ** (state.attempt_number - 1)
         return min(self.max_wait, backoff + random.uniform(0.0, self.jitter))
 
-    def _stop(self, until: Until) -> tenacity.stop.stop_base:
+    def _stop(self, until: Until, started: float | None) -> tenacity.stop.stop_base:
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.attempts)
         if self.max_elapsed is not None:
-            stop = stop | tenacity.stop_after_delay(self.max_elapsed)
+            if started is None:
+                stop = stop | tenacity.stop_after_delay(self.max_elapsed)
+            else:
+                stop = stop | _StopBefore(started + self.max_elapsed, waiting=False)
         if until is not None:
             stop = stop | _StopBefore(until)
         return stop
 
     def retrying(
-        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: Until = None
+        self,
+        on_retry: Callable[[tenacity.RetryCallState], None],
+        *,
+        until: Until = None,
+        started: float | None = None,
     ) -> tenacity.Retrying:
         """A tenacity controller for a blocking request.
 
         `until` (a `time.monotonic()` instant, the extraction's deadline, or a function
         that says it as it stands) stops retrying when the next wait would end past it.
+        `started` (a `time.monotonic()` instant) is when the first try began, if that was
+        before this controller: `max_elapsed` counts from it.
         """
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
-            stop=self._stop(until),
+            stop=self._stop(until, started),
             wait=self.wait,
             sleep=self.sleep,
             before_sleep=on_retry,
@@ -183,12 +192,16 @@ class RetryPolicy:
         )
 
     def async_retrying(
-        self, on_retry: Callable[[tenacity.RetryCallState], None], *, until: Until = None
+        self,
+        on_retry: Callable[[tenacity.RetryCallState], None],
+        *,
+        until: Until = None,
+        started: float | None = None,
     ) -> tenacity.AsyncRetrying:
         """A tenacity controller for a request on the event loop; `until` as `retrying`."""
         return tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(is_retryable),
-            stop=self._stop(until),
+            stop=self._stop(until, started),
             wait=self.wait,
             sleep=self.async_sleep,
             before_sleep=on_retry,
@@ -199,14 +212,17 @@ class RetryPolicy:
 class _StopBefore(tenacity.stop.stop_base):
     """Stop when the coming wait would end at or past a `time.monotonic()` instant."""
 
-    def __init__(self, until: float | Callable[[], float | None]) -> None:
+    def __init__(self, until: float | Callable[[], float | None], *, waiting: bool = True) -> None:
         self.until = until
+        self.waiting = waiting  # False: stop once the instant has passed, whatever the wait
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         until = self.until() if callable(self.until) else self.until
         if until is None:
             return False
-        coming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
+        coming = 0.0
+        if self.waiting:
+            coming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
         return time.monotonic() + coming >= until
 
 

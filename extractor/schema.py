@@ -261,7 +261,8 @@ class CompiledSchema(Generic[T]):
         Nulls the strict dialect allowed for optional fields are removed first, so
         defaults apply; then the wrapper, if any, is taken off; then the full schema holds.
         """
-        data = _drop_foreign_nulls(data, self.schema, self.schema.get("$defs", {}))
+        if _has_null(data):
+            data = _drop_foreign_nulls(data, self.schema, self.schema.get("$defs", {}))
         if self.wrap_key is not None:
             if not isinstance(data, dict) or self.wrap_key not in data:
                 raise InvalidAnswer(
@@ -876,6 +877,25 @@ def _accepts_null(node: Any, defs: JSON) -> bool:
         return True
     branches = node.get("anyOf") or node.get("oneOf") or []
     return any(_accepts_null(b, defs) for b in branches)
+
+
+def _has_null(data: Any) -> bool:
+    """Whether decoded JSON holds a null anywhere (most answers do not: no walk of the schema)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            node = node.values()
+        elif type(node) is not list:
+            if node is None:
+                return True
+            continue
+        for value in node:
+            if value is None:
+                return True
+            if type(value) is dict or type(value) is list:
+                stack.append(value)
+    return False
 
 
 def _drop_foreign_nulls(data: Any, node: Any, defs: JSON) -> Any:

@@ -92,6 +92,29 @@ def test_server_asked_wait_is_capped_by_max_wait(make_client, server, sleeps):
     assert sleeps == [30.0]
 
 
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_max_elapsed_counts_the_first_try(make_client, server, sleeps, run):
+    # The first try fails slowly (0.5 s) with a retryable status; max_elapsed=0.4 has
+    # passed by then, so nothing is retried: the time of the first try counts.
+    server.script(Delay(0.5, Fault(503)), OK)
+    client = make_client(
+        retry=RetryPolicy(max_elapsed=0.4, sleep=sleeps.sleep, async_sleep=sleeps.async_sleep)
+    )
+
+    async def extract_async() -> Person:
+        async with client:
+            return await client.aextract(Person, TEXT, mode="json_schema")
+
+    def extract() -> Person:
+        if run == "sync":
+            return client.extract(Person, TEXT, mode="json_schema")
+        return asyncio.run(extract_async())
+
+    with pytest.raises(APIStatusError):
+        extract()
+    assert len(server.requests) == 1 and sleeps == []
+
+
 def test_transport_retries_do_not_spend_the_reask_budget(make_client, server, sleeps):
     server.script(Fault(503), Fault(429, headers={"Retry-After": "0"}), OK)
     result = make_client(max_retries=0).extract_result(Person, TEXT, mode="json_schema")

@@ -32,6 +32,7 @@ Invoice.extract(TEXT, temprature=0)  # E: call-arg
 client.extract(Line, TEXT, temprature=0)  # E: call-overload
 extract(Line, TEXT, max_retry=2)  # E: call-overload
 Invoice.extract_many([TEXT], concurency=4)  # E: call-arg
+Client(model="openai/gpt-4o-mini", temprature=0)  # E: call-arg
 settings: Options = {"model": "openai/gpt-4o-mini", "temprature": 0}  # E: typeddict-unknown-key
 
 
@@ -51,7 +52,8 @@ client.extract(Line, TEXT, mode="jsn")  # E: call-overload
 client.stream(Line, TEXT, seed="7")  # E: call-overload
 extract_stream(Line, TEXT, temperature="hot")  # E: call-overload
 Invoice.extract_many([TEXT], concurrency="8")  # E: arg-type
-client.extract_many(Line, [TEXT], rpm="600")  # E: arg-type
+client.extract_many(Line, [TEXT], rpm="600")  # E: call-overload
+Client(model="openai/gpt-4o-mini", seed="7")  # E: arg-type
 mode: str = "tools"
 Invoice.extract(TEXT, mode=mode)  # E: arg-type (a plain str is not one of the modes)
 

@@ -104,7 +104,11 @@ assert_type(client.extract_result(Line, TEXT), Extraction[Line])
 assert_type(client.stream(Line, TEXT), ExtractionStream[Line])
 assert_type(client.check(Line, model="openai/gpt-4o"), str)
 for batch_result in client.extract_many(Line, [TEXT], concurrency=8, temperature=0):
-    print(batch_result.id, batch_result.ok)
+    assert_type(batch_result, BatchResult[Line])
+    assert_type(batch_result.value, Line)
+for schema_result in client.extract_many(SCHEMA, [TEXT]):
+    assert_type(schema_result.value, dict[str, Any])
+configured = Client(model="openai/gpt-4o-mini", temperature=0.2, seed=7, stop=["\n"], top_p=1)
 
 
 async def client_async() -> None:
@@ -112,7 +116,7 @@ async def client_async() -> None:
     assert_type(await client.aextract_result(Line, TEXT), Extraction[Line])
     assert_type(client.astream(Line, TEXT), AsyncExtractionStream[Line])
     async for batch_result in client.aextract_many(Line, [TEXT], rpm=60):
-        print(batch_result.id)
+        assert_type(batch_result, BatchResult[Line])
 
 
 # --- the functions ----------------------------------------------------------------------------
