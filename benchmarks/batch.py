@@ -158,7 +158,7 @@ async def timed(
 
 
 def transports() -> dict[str, Callable[[], httpx.AsyncBaseTransport | None]]:
-    from extractor.pool import PooledTransport
+    from extractor._pool import PooledTransport
 
     found: dict[str, Callable[[], httpx.AsyncBaseTransport | None]] = {
         "httpx AsyncClient, default limits (100 connections, 20 kept alive)": lambda: None,
@@ -236,8 +236,8 @@ async def extractor_job(
     url: str, count: int, concurrency: int, folder: Path, watch: Stopwatch
 ) -> int:
     from extractor import Client
+    from extractor._pool import default_async_transport
     from extractor.batch import BatchJob, open_source
-    from extractor.pool import default_async_transport
 
     source = folder / "throughput.jsonl"
     write_documents(source, count)
@@ -284,7 +284,7 @@ async def instructor_gather(url: str, count: int, concurrency: int, watch: Stopw
 def measure_throughput(
     url: str, count: int, concurrency: int, latency: float, folder: Path
 ) -> list[Run]:
-    from extractor.pool import PooledTransport, default_async_transport
+    from extractor._pool import PooledTransport, default_async_transport
 
     ideal = count / concurrency * latency
     default = type(default_async_transport()).__name__
@@ -336,7 +336,7 @@ def write_documents(path: Path, count: int) -> None:
 #: the pages the child shared with this (large) benchmark process before its exec.
 PEAK_WRAPPER = """\
 import sys
-from extractor.cli import main
+from extractor._cli import main
 code = main(sys.argv[1:])
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):

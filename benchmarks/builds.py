@@ -190,10 +190,10 @@ def child(dataset: Path, limit: int) -> int:
     from receipts import measure_reads
 
     import extractor
-    from extractor.cli import load_target
-    from extractor.evaluate import field_matches, read_dataset
-    from extractor.local.engine import load_engine
-    from extractor.local.weights import model_path
+    from extractor._cli import load_target
+    from extractor._evaluate import field_matches, read_dataset
+    from extractor._local.engine import load_engine
+    from extractor._local.weights import model_path
 
     examples = read_dataset(dataset, limit=limit)
     engine = load_engine(model_path("gemma-3-270m"))

@@ -3,7 +3,7 @@
 Every case of ``tests/data/malformed_answers.jsonl`` (an answer as real chat models write
 it, with the value it should give or the error it should raise) goes through:
 
-* extractor: ``extractor.parse.load_answer`` with the case's schema (the first candidate
+* extractor: ``extractor._parse.load_answer`` with the case's schema (the first candidate
   the schema accepts wins), exactly as the client reads an answer;
 * json-repair: ``json_repair.loads(text)``, then the case's schema;
 * json-repair, schema-guided: ``json_repair.loads(text, schema=...)``, then the schema;
@@ -46,8 +46,8 @@ from results import (
     write_section,
 )
 
-from extractor.errors import ExtractorError
-from extractor.parse import load_answer
+from extractor._errors import ExtractorError
+from extractor._parse import load_answer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # the corpus's own helpers live beside it, in tests/

@@ -7,7 +7,7 @@ Schema grammar, with the same small model, and is it fast enough on a laptop-cla
 Both modes run the embedded default model (``local/gemma-3-270m``) in process on the
 SROIE receipts development split (40 receipts, four fields: company, date, address,
 total) with the ready-made schema ``schemas/receipt.py:Receipt``, scored by
-``extractor.evaluate``: per field, ``strict`` (equal after trimming) and ``norm`` (equal
+``extractor._evaluate``: per field, ``strict`` (equal after trimming) and ``norm`` (equal
 after upper-casing and dropping whitespace) match rates, valid records, latency per
 receipt and tokens. The data is not in the repository on purpose (its terms are the
 organisers'): it is read from ``../shared/data/sroie/dev.jsonl`` beside the checkout, or
@@ -41,8 +41,8 @@ from results import (
 )
 
 import extractor
-from extractor.cli import UsageError, load_target
-from extractor.evaluate import (
+from extractor._cli import UsageError, load_target
+from extractor._evaluate import (
     DatasetError,
     DocResult,
     Example,
@@ -51,8 +51,8 @@ from extractor.evaluate import (
     normalize,
     read_dataset,
 )
-from extractor.local.engine import Engine, default_threads, load_engine
-from extractor.local.weights import model_path
+from extractor._local.engine import Engine, default_threads, load_engine
+from extractor._local.weights import model_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "sroie" / "dev.jsonl"
@@ -499,7 +499,7 @@ def build_section(
 ) -> str:
     """The whole ``## receipts`` section of RESULTS.md: the context, then ``body``."""
     details = [
-        f"- Threads: {threads} (`extractor.local.engine.default_threads()`; "
+        f"- Threads: {threads} (`extractor._local.engine.default_threads()`; "
         "`EXTRACTOR_THREADS` overrides)",
         f"- llama.cpp build: {build}",
         f"- Packages: {package_versions(VERSIONED)}",

@@ -49,7 +49,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import extractor  # noqa: E402  (the checkout's, found through the path set just above)
-from extractor.local.grounded import bounded_schema  # noqa: E402
+from extractor._local.grounded import bounded_schema  # noqa: E402
 from tests import provider_rules  # noqa: E402
 
 SECTION = "schemas"
@@ -260,11 +260,11 @@ def time_compile(schema: Schema, repeats: int) -> dict[str, float]:
     """Seconds for a fresh compile and each dialect built from it, the best of ``repeats``.
 
     ``compile_schema`` caches per target, so this times what it runs on a miss:
-    ``extractor.schema._compile_json_schema`` on a deep copy (made before the clock starts),
+    ``extractor._schema._compile_json_schema`` on a deep copy (made before the clock starts),
     then ``.dialect(name)`` for each dialect on that fresh object (a refusal is timed too).
     A schema the compile refuses has only its compile time.
     """
-    from extractor.schema import _compile_json_schema  # a miss's work, without the cache
+    from extractor._schema import _compile_json_schema  # a miss's work, without the cache
 
     best: dict[str, float] = {}
     for _ in range(repeats):

@@ -578,7 +578,7 @@ def read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
 def extractor_errors() -> set[str]:
     """Names of every `ExtractorError` class: a failure of any other type is a bug."""
     import extractor.batch  # noqa: F401  # its errors (DocumentError, StoreError) count too
-    from extractor.errors import ExtractorError
+    from extractor._errors import ExtractorError
 
     names, todo = set(), [ExtractorError]
     while todo:

@@ -71,7 +71,7 @@ def best_ms(run: Callable[[], Any], repeats: int) -> float:
 
 def measure_reading(sizes: Sequence[int], delta: int, repeats: int) -> list[list[str]]:
     """Rows of the reading table: per answer size, total and per-delta cost of each way."""
-    from extractor.partial import PartialReader, Preview, read_partial
+    from extractor._partial import PartialReader, Preview, read_partial
 
     rows = []
     for size in sizes:

@@ -17,7 +17,7 @@ their errors, transport failures retried with backoff.
 
 from typing import TYPE_CHECKING, Any
 
-from extractor.api import (
+from extractor._api import (
     Extractable,
     aextract,
     aextract_stream,
@@ -26,8 +26,8 @@ from extractor.api import (
     extract_stream,
     extractable,
 )
-from extractor.client import Client
-from extractor.errors import (
+from extractor._client import Client
+from extractor._errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -47,11 +47,11 @@ from extractor.errors import (
     TruncatedAnswer,
     UsageError,
 )
-from extractor.options import Mode, Options
-from extractor.providers import MODES, PROVIDERS
-from extractor.result import Attempt, Extraction, Usage
-from extractor.retry import RetryPolicy
-from extractor.schema import (
+from extractor._options import Mode, Options
+from extractor._providers import MODES, PROVIDERS
+from extractor._result import Attempt, Extraction, Usage
+from extractor._retry import RetryPolicy
+from extractor._schema import (
     DIALECTS,
     CompiledSchema,
     WorkedExample,
@@ -60,9 +60,9 @@ from extractor.schema import (
 )
 
 if TYPE_CHECKING:
-    from extractor.long import ChunkError, LongExtraction, aextract_long, extract_long
-    from extractor.merge import Merge, MergeError
-    from extractor.stream import AsyncExtractionStream, ExtractionStream
+    from extractor._long import ChunkError, LongExtraction, aextract_long, extract_long
+    from extractor._merge import Merge, MergeError
+    from extractor._stream import AsyncExtractionStream, ExtractionStream
 
 __version__ = "0.1.0"
 
@@ -119,14 +119,14 @@ __all__ = [
 
 
 _LAZY: dict[str, str] = {
-    "AsyncExtractionStream": "extractor.stream",
-    "ExtractionStream": "extractor.stream",
-    "ChunkError": "extractor.long",
-    "LongExtraction": "extractor.long",
-    "aextract_long": "extractor.long",
-    "extract_long": "extractor.long",
-    "Merge": "extractor.merge",
-    "MergeError": "extractor.merge",
+    "AsyncExtractionStream": "extractor._stream",
+    "ExtractionStream": "extractor._stream",
+    "ChunkError": "extractor._long",
+    "LongExtraction": "extractor._long",
+    "aextract_long": "extractor._long",
+    "extract_long": "extractor._long",
+    "Merge": "extractor._merge",
+    "MergeError": "extractor._merge",
 }
 
 

@@ -1,12 +1,12 @@
 """The seam between the extraction loop and whatever answers it.
 
-The loop (`extractor.conversation`) asks a `Backend` for one answer at a time, with a
+The loop (`extractor._conversation`) asks a `Backend` for one answer at a time, with a
 typed `Request`: the conversation so far, the mode, the schema, the parameters. It gets
 back an `Answer` (the text, finish reason, usage), already read out of whatever the
 backend spoke. Backends in the box:
 
-- `extractor.http.HTTPBackend`: chat completions over HTTP, for every provider preset;
-- `extractor.local.backend.LocalBackend`: the embedded model, in process;
+- `extractor._http.HTTPBackend`: chat completions over HTTP, for every provider preset;
+- `extractor._local.backend.LocalBackend`: the embedded model, in process;
 - `extractor.testing.ScriptedBackend`: answers given in advance, for users' unit tests.
 
 Wrappers are backends too, and stack: `Retrying` adds the transport retry policy (and
@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 import tenacity
 
-from extractor.errors import APITimeoutError
+from extractor._errors import APITimeoutError
+from extractor._modes import Answer
+from extractor._retry import RetryPolicy, describe, is_retryable
 from extractor.events import Event
 from extractor.events import Retrying as RetryingEvent
-from extractor.modes import Answer
-from extractor.retry import RetryPolicy, describe, is_retryable
 
 if TYPE_CHECKING:
-    from extractor.providers import Endpoint
-    from extractor.result import Attempt
-    from extractor.schema import CompiledSchema
+    from extractor._providers import Endpoint
+    from extractor._result import Attempt
+    from extractor._schema import CompiledSchema
 
 __all__ = ["Answer", "Backend", "Budget", "Paced", "Pacer", "Request", "Retrying", "StreamItem"]
 

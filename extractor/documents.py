@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any, Final, TypeAlias
 from xml.etree import ElementTree
 
-from extractor.errors import InputError
+from extractor._errors import InputError
 
 __all__ = ["KINDS", "MAX_DOCUMENT_BYTES", "Document", "Source", "detect", "read"]
 

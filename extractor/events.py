@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
-    from extractor.errors import ExtractorError
-    from extractor.result import Usage
+    from extractor._errors import ExtractorError
+    from extractor._result import Usage
 
 __all__ = [
     "Answered",

@@ -47,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeAlias, cast
 
-from extractor.scripted import ScriptedBackend
+from extractor._scripted import ScriptedBackend
 
 __all__ = [
     "Answer",

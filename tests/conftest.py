@@ -75,7 +75,7 @@ def make_client(server: ChatServer, sleeps: Sleeps, wire: Wire) -> Iterator[Call
 def _close_default_client() -> Iterator[None]:
     """Decorated classes share the process-wide client; close its pool when the run ends."""
     yield
-    import extractor.api
+    import extractor._api
 
-    if extractor.api._default is not None:
-        extractor.api._default.close()
+    if extractor._api._default is not None:
+        extractor._api._default.close()

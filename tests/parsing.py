@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema
 
-from extractor.errors import ErrorDetail, InvalidAnswer
+from extractor._errors import ErrorDetail, InvalidAnswer
 
 
 def loader(schema: dict[str, Any]) -> Callable[[Any], Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from extractor.local.runtime import decide, llama_defaults
+from extractor._local.runtime import decide, llama_defaults
 
 
 def main() -> None:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "extractor"
 BELOW_CLIENT = (
-    "extractor.stream",
-    "extractor.conversation",
+    "extractor._stream",
+    "extractor._conversation",
     "extractor.backend",
-    "extractor.http",
-    "extractor.transport",
+    "extractor._http",
+    "extractor._transport",
     "extractor.batch",
-    "extractor.local",
+    "extractor._local",
 )
 
 
@@ -97,6 +97,25 @@ def _edges() -> dict[str, set[str]]:
     return graph
 
 
+#: The modules users import; everything else in the package is private, named `_...`.
+PUBLIC_MODULES = {
+    "extractor",
+    "extractor.__main__",
+    "extractor.backend",
+    "extractor.batch",
+    "extractor.documents",
+    "extractor.events",
+    "extractor.otel",
+    "extractor.testing",
+}
+
+
+def test_every_module_but_the_public_ones_is_private() -> None:
+    public = {m for m in MODULES if not any(p.startswith("_") for p in m.split(".")[1:])}
+    public |= {m for m in MODULES if m == "extractor.__main__"}
+    assert public == PUBLIC_MODULES
+
+
 def test_no_module_imports_another_modules_private_names() -> None:
     offences = []
     for module, path in MODULES.items():
@@ -152,9 +171,9 @@ def test_there_is_no_import_cycle() -> None:
 def test_the_layers_below_the_client_never_import_it() -> None:
     graph = _edges()
     offences = [
-        f"{module} imports extractor.client"
+        f"{module} imports extractor._client"
         for module, targets in graph.items()
-        if module.startswith(BELOW_CLIENT) and "extractor.client" in targets
+        if module.startswith(BELOW_CLIENT) and "extractor._client" in targets
     ]
     assert offences == []
     # nor the package's public face, which imports the client
@@ -164,8 +183,8 @@ def test_the_layers_below_the_client_never_import_it() -> None:
 def test_the_checks_see_what_they_should() -> None:
     """The walk itself: it finds modules and real edges, and skips type-only imports."""
     graph = _edges()
-    assert "extractor.conversation" in graph["extractor.client"]
-    assert "extractor.http" in graph["extractor.client"]
+    assert "extractor._conversation" in graph["extractor._client"]
+    assert "extractor._http" in graph["extractor._client"]
     assert len(MODULES) > 30
     tree = ast.parse(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nimport b\n"

@@ -22,6 +22,7 @@ import pytest
 from pydantic import BaseModel
 
 from extractor import Client, RetryPolicy, Usage, default_client, extractable
+from extractor._cli import main
 from extractor.backend import Answer as Reply
 from extractor.batch import (
     BatchJob,
@@ -32,8 +33,7 @@ from extractor.batch import (
     StoreError,
     open_source,
 )
-from extractor.batch.limiter import AdaptiveGate, Limiter, TokenBucket
-from extractor.cli import main
+from extractor.batch._limiter import AdaptiveGate, Limiter, TokenBucket
 from extractor.testing import (
     Answer,
     ChatServer,

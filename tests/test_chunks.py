@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.chunks import Chunk, describe_pages, page_starts, split
-from extractor.errors import ConfigurationError
+from extractor._chunks import Chunk, describe_pages, page_starts, split
+from extractor._errors import ConfigurationError
 
 PIECES = st.sampled_from(
     [

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import extractor
-from extractor.cli import main
-from extractor.schema import compile_schema
+from extractor._cli import main
+from extractor._schema import compile_schema
 from extractor.testing import Answer, ChatServer, Delay, Item, RecordedRequest
 from schemas.receipt import Receipt
 from tests.processes import KEY_ENVS, ROOT, child_env, command, spawn
@@ -293,7 +293,7 @@ def test_no_model_without_the_local_extra_says_what_to_install(tmp_path: Path) -
     # with no model the embedded default is used; hide llama_cpp as if it were not installed
     script = (
         "import sys; sys.modules['llama_cpp'] = None\n"
-        "from extractor.cli import main\n"
+        "from extractor._cli import main\n"
         f"sys.exit(main(['extract', 'schemas/receipt.py:Receipt', {CAFE_FILE!r}]))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "EXTRACTOR_MODEL"}

@@ -1,4 +1,4 @@
-"""Tests for `extractor eval` and `extractor.evaluate`: the command runs in-process through
+"""Tests for `extractor eval` and `extractor._evaluate`: the command runs in-process through
 `main` against the loopback `server` fixture (real HTTP; bodies checked against OpenAI's
 request schema at teardown), the matching and summary functions as plain units."""
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from extractor import Client, ConfigurationError
-from extractor.cli import main
-from extractor.evaluate import (
+from extractor._cli import main
+from extractor._evaluate import (
     DatasetError,
     DocResult,
     ErrorInfo,
@@ -29,7 +29,7 @@ from extractor.evaluate import (
     normalize,
     read_dataset,
 )
-from extractor.result import Usage
+from extractor._result import Usage
 from extractor.testing import Answer, ChatServer, Delay, Fault, Item, RecordedRequest
 
 ROOT = Path(__file__).resolve().parent.parent

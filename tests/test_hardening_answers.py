@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from extractor import ExtractorError, InvalidAnswer, RetriesExhausted, Usage
-from extractor.cli import main
-from extractor.errors import MalformedResponse, json_kind, with_article
-from extractor.modes import decode
-from extractor.sse import ChunkAssembler, SSEEvent
+from extractor._cli import main
+from extractor._errors import MalformedResponse, json_kind, with_article
+from extractor._modes import decode
+from extractor._sse import ChunkAssembler, SSEEvent
 from extractor.testing import Answer, ChatServer, Raw, RecordedRequest
 from tests.processes import ROOT, child_env, command
 

@@ -30,8 +30,8 @@ from extractor import (
     ConfigurationError,
     RetryPolicy,
 )
-from extractor.providers import proxy_for
-from extractor.retry import retry_after
+from extractor._providers import proxy_for
+from extractor._retry import retry_after
 from extractor.testing import Answer, ChatServer, Drip, Echo, Fault, Heartbeat, Raw, Stream
 
 ROOT = Path(__file__).resolve().parent.parent

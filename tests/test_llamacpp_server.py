@@ -33,9 +33,9 @@ import pytest
 from pydantic import BaseModel
 
 import extractor
-import extractor.conversation
+import extractor._conversation
 from extractor import RetryPolicy
-from extractor.retry import is_retryable
+from extractor._retry import is_retryable
 from tests.extras import require_extras
 from tests.processes import ROOT
 
@@ -69,7 +69,7 @@ class City(BaseModel):
 @pytest.fixture(scope="session")
 def model_file() -> Path:
     """The GGUF the embedded default uses, assembled into the user's cache once."""
-    from extractor.local.weights import DEFAULT_LOCAL_MODEL, model_path
+    from extractor._local.weights import DEFAULT_LOCAL_MODEL, model_path
 
     return model_path(DEFAULT_LOCAL_MODEL)
 
@@ -148,7 +148,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], base_url: str, log: Path
 @pytest.fixture(autouse=True)
 def _fresh_mode_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no remembered rejections: `auto` tries json_schema first."""
-    monkeypatch.setattr(extractor.conversation, "mode_memory", {})
+    monkeypatch.setattr(extractor._conversation, "mode_memory", {})
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def test_auto_falls_back_to_json_object_and_remembers(
     assert transport.formats[:2] == ["json_schema", "json_object"]
     assert [e.status for e in transport.exchanges[:2]] == [500, 200]
     assert sleeps == []
-    assert extractor.conversation.mode_memory[(llamacpp_url, "gemma")] == "json_object"
+    assert extractor._conversation.mode_memory[(llamacpp_url, "gemma")] == "json_object"
 
     sent = len(transport.exchanges)
     second = auto.extract_result(City, DOCUMENT)

@@ -19,7 +19,7 @@ import pytest
 from pydantic import BaseModel, Field, field_validator
 
 from extractor import Client, ConfigurationError, extract
-from extractor.providers import resolve
+from extractor._providers import resolve
 from tests.extras import require_extras
 
 require_extras("local")
@@ -70,7 +70,7 @@ def test_no_model_configured_means_the_embedded_default(monkeypatch):
     monkeypatch.delenv("EXTRACTOR_MODEL", raising=False)
     endpoint = resolve(None)
     assert endpoint.label == "local/gemma-3-270m"
-    assert endpoint.provider.backend == "extractor.local.backend:LocalBackend"
+    assert endpoint.provider.backend == "extractor._local.backend:LocalBackend"
 
 
 def test_grounded_extraction_returns_a_valid_instance_with_spans(client):
@@ -155,8 +155,8 @@ def test_remote_only_modes_are_refused_for_local_models(client):
 
 
 def test_a_bracketed_aside_can_be_left_out_of_a_line():
-    from extractor.local.grounded import GroundedExtractor
-    from extractor.schema import compile_schema
+    from extractor._local.grounded import GroundedExtractor
+    from extractor._schema import compile_schema
 
     document = "GARDENIA BAKERIES (KL) SDN BHD (139386 X)\nLOT 3, JALAN PELABUR 23/1,\n"
     schema = compile_schema(Party).schema
@@ -170,8 +170,8 @@ def test_a_bracketed_aside_can_be_left_out_of_a_line():
 
 
 def test_a_refused_match_does_not_hide_the_one_after_it():
-    from extractor.local.grounded import GroundedExtractor
-    from extractor.schema import compile_schema
+    from extractor._local.grounded import GroundedExtractor
+    from extractor._schema import compile_schema
     from schemas.receipt import DATE_PATTERN
 
     class Stamp(BaseModel):
@@ -186,8 +186,8 @@ def test_a_refused_match_does_not_hide_the_one_after_it():
 
 
 def test_the_schema_examples_are_shown_as_a_record_from_another_document():
-    from extractor.local.grounded import GroundedExtractor
-    from extractor.schema import compile_schema
+    from extractor._local.grounded import GroundedExtractor
+    from extractor._schema import compile_schema
 
     class Shop(BaseModel):
         name: str = Field(examples=["KEDAI MAJU SDN BHD"])
@@ -204,8 +204,8 @@ def test_the_schema_examples_are_shown_as_a_record_from_another_document():
 
 
 def test_worked_examples_replace_the_field_list_in_the_prompt():
-    from extractor.local.grounded import GroundedExtractor
-    from extractor.schema import compile_schema
+    from extractor._local.grounded import GroundedExtractor
+    from extractor._schema import compile_schema
 
     schema = compile_schema(Party).schema
     examples = [("ACME SDN BHD\nNO 1, JALAN SATU", {"name": "ACME SDN BHD", "address": None})]
@@ -239,7 +239,7 @@ def test_the_ready_made_receipt_schema_extracts_a_sample_receipt(client):
 
 def test_a_schema_llama_cpp_cannot_spell_is_generated_without_a_grammar() -> None:
     """A quote in a property name made llama.cpp's grammar parser crash the process (139)."""
-    from extractor.local.engine import grammar_safe
+    from extractor._local.engine import grammar_safe
 
     assert grammar_safe({"type": "object", "properties": {"name": {"type": "string"}}})
     assert not grammar_safe({"type": "object", "properties": {'foo"bar': {"type": "string"}}})

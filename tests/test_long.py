@@ -27,9 +27,9 @@ from extractor import (
     compile_schema,
     worked_examples,
 )
-from extractor.chunks import Chunk, split
-from extractor.long import ChunkError, aextract_long, chunk_target, extract_long
-from extractor.merge import Merge, MergeError, Source, check, merge
+from extractor._chunks import Chunk, split
+from extractor._long import ChunkError, aextract_long, chunk_target, extract_long
+from extractor._merge import Merge, MergeError, Source, check, merge
 from extractor.testing import Answer, ChatServer, Item, RecordedRequest
 
 # --- records to merge -------------------------------------------------------------------------

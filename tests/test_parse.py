@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from extractor.errors import ErrorDetail, InvalidAnswer, TruncatedAnswer
-from extractor.parse import REPAIRS, candidates, load_answer, parse_json
+from extractor._errors import ErrorDetail, InvalidAnswer, TruncatedAnswer
+from extractor._parse import REPAIRS, candidates, load_answer, parse_json
 
 
 def accept_all(data: Any) -> Any:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from extractor.errors import InvalidAnswer, TruncatedAnswer
-from extractor.parse import REPAIRS, load_answer
+from extractor._errors import InvalidAnswer, TruncatedAnswer
+from extractor._parse import REPAIRS, load_answer
 from tests.parsing import loader, same
 
 CORPUS = Path(__file__).parent / "data" / "malformed_answers.jsonl"

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extractor.errors import InvalidAnswer, TruncatedAnswer
-from extractor.parse import REPAIRS, load_answer
+from extractor._errors import InvalidAnswer, TruncatedAnswer
+from extractor._parse import REPAIRS, load_answer
 from tests.parsing import loader, same
 
 SCALAR_SCHEMAS = [

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from extractor.partial import MISSING, PartialReader, Preview, read_partial
-from extractor.sse import SSEDecoder, SSEEvent
+from extractor._partial import MISSING, PartialReader, Preview, read_partial
+from extractor._sse import SSEDecoder, SSEEvent
 
 scalars = (
     st.none()

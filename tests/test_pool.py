@@ -10,7 +10,7 @@ import time
 import pytest
 from pydantic import BaseModel
 
-from extractor.pool import PooledTransport, default_async_transport
+from extractor._pool import PooledTransport, default_async_transport
 from extractor.testing import Answer, ChatServer, Delay, RecordedRequest
 
 

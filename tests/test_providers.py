@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from extractor import APIStatusError, Client, ConfigurationError, RetriesExhausted
-from extractor.providers import PROVIDERS, resolve
+from extractor._providers import PROVIDERS, resolve
 from extractor.testing import Answer, Fault
 
 SECRET = "sk-test-0123456789abcdefghijklmnop"

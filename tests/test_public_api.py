@@ -53,6 +53,7 @@ PUBLIC = {
     },
     "extractor.backend": {"Answer", "Backend", "Budget", "Paced", "Pacer", "Request", "Retrying"}
     | {"StreamItem"},
+    "extractor.documents": {"KINDS", "MAX_DOCUMENT_BYTES", "Document", "Source", "detect", "read"},
     "extractor.events": {
         *("Answered", "Event", "Failed", "Finished", "Hook", "Retrying", "Sending"),
         *("Started", "subscribe", "unsubscribe"),

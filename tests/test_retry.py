@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from extractor import APIConnectionError, APIStatusError, APITimeoutError, RetryPolicy
-from extractor.retry import retry_after
+from extractor._retry import retry_after
 from extractor.testing import Answer, ChatServer, Delay, Drop, Fault, Raw, Truncated
 
 TEXT = "Ann Lee"

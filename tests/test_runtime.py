@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from extractor import ConfigurationError
-from extractor.local import runtime
+from extractor._local import runtime
 from tests.extras import require_extras
 from tests.processes import ROOT, child_env
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.local
 
 @pytest.fixture(scope="module")
 def model_file() -> Path:
-    from extractor.local.weights import DEFAULT_LOCAL_MODEL, model_path
+    from extractor._local.weights import DEFAULT_LOCAL_MODEL, model_path
 
     return model_path(DEFAULT_LOCAL_MODEL)
 

@@ -1,4 +1,4 @@
-"""Property tests for the schema compiler (`extractor.schema`).
+"""Property tests for the schema compiler (`extractor._schema`).
 
 Hypothesis builds Pydantic model classes at random (nested models to depth 3, optional
 fields, lists, enums, literals, unions of scalars and of models, constrained numbers and
@@ -38,8 +38,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import AnyUrl, BaseModel, Field, TypeAdapter, create_model
 
-from extractor.errors import SchemaError
-from extractor.schema import DIALECTS, compile_schema
+from extractor._errors import SchemaError
+from extractor._schema import DIALECTS, compile_schema
 
 # --- OpenAI's strict rules -------------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from tests.extras import require_extras
 
 require_extras("local")
 
-from extractor.local import scoring  # noqa: E402  (needs the extra)
-from extractor.local.engine import SEQUENCES, Engine, Row, load_engine  # noqa: E402
-from extractor.local.weights import DEFAULT_LOCAL_MODEL, model_path  # noqa: E402
+from extractor._local import scoring  # noqa: E402  (needs the extra)
+from extractor._local.engine import SEQUENCES, Engine, Row, load_engine  # noqa: E402
+from extractor._local.weights import DEFAULT_LOCAL_MODEL, model_path  # noqa: E402
 
 pytestmark = pytest.mark.local
 

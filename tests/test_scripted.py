@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from extractor import APIStatusError, Client, RetryPolicy
+from extractor._result import Usage
 from extractor.backend import Answer
-from extractor.result import Usage
 from extractor.testing import ScriptedBackend
 
 

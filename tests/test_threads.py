@@ -1,7 +1,7 @@
 """llama.cpp's thread count follows the machine's load, read from a real busy process.
 
 Two spinning llama.cpp threads beside one busy process run many times slower than one
-thread (see `extractor.local.threads`); these tests start a real process that keeps a
+thread (see `extractor._local.threads`); these tests start a real process that keeps a
 core busy and check that a thread is given up for it, and taken back once it is gone.
 """
 
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from extractor.local.threads import Load, available_cores
+from extractor._local.threads import Load, available_cores
 
 pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs two cores to share")
 
@@ -67,8 +67,8 @@ def test_the_engine_runs_on_the_cores_left_free() -> None:
     from tests.extras import require_extras
 
     require_extras("local")
-    from extractor.local.engine import load_engine
-    from extractor.local.weights import DEFAULT_LOCAL_MODEL, model_path
+    from extractor._local.engine import load_engine
+    from extractor._local.weights import DEFAULT_LOCAL_MODEL, model_path
 
     engine = load_engine(model_path(DEFAULT_LOCAL_MODEL))
     if not engine.adaptive or engine.threads < 2:

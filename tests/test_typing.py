@@ -22,8 +22,8 @@ import pytest
 from pydantic import BaseModel
 
 from extractor import MODES, Extractable, Options, extractable
-from extractor.options import CALL_OPTIONS, Mode
-from extractor.params import PARAMETERS
+from extractor._options import CALL_OPTIONS, Mode
+from extractor._params import PARAMETERS
 from extractor.testing import Answer, ChatServer
 
 ROOT = Path(__file__).resolve().parent.parent

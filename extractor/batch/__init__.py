@@ -5,17 +5,17 @@
 - `limiter`: requests and tokens per minute, job-wide 429 backoff, adaptive concurrency.
 - `runner`: the bounded window of documents in flight; `extract_many`.
 - `job`: `BatchJob`, the file-based job behind `extractor batch`.
-- `command`: the `extractor batch` command itself (its options are in `extractor.cli`).
+- `command`: the `extractor batch` command itself (its options are in `extractor._cli`).
 
 `Client.extract_many` / `aextract_many` (and the same on `@extractable` classes) are the
 library's entry points; `extractor batch` is the command line's.
 """
 
-from extractor.batch.job import BatchJob, Summary, failures_path
-from extractor.batch.limiter import Limiter
-from extractor.batch.runner import BatchResult
-from extractor.batch.sources import Document, DocumentError, Source, SourceError, open_source
-from extractor.batch.store import Store, StoreError
+from extractor.batch._job import BatchJob, Summary, failures_path
+from extractor.batch._limiter import Limiter
+from extractor.batch._runner import BatchResult
+from extractor.batch._sources import Document, DocumentError, Source, SourceError, open_source
+from extractor.batch._store import Store, StoreError
 
 __all__ = [
     "BatchJob",

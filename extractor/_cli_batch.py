@@ -1,0 +1,84 @@
+"""`extractor batch`: the command-line face of `BatchJob` (options are defined in cli.py).
+
+Exit status: 0 every document of the input has a record; 1 some are in the failures
+file (from this run or an earlier one); 2 a usage or configuration error; 3 stopped
+by `--max-cost`; 130 interrupted. The summary goes to stderr, and to `--summary-json`.
+
+Every file the job writes is checked before the first request: OUT and the failures
+file are opened (and locked: a second job on them exits 2 naming the first), and the
+`--summary-json` path is tried, so an unwritable path costs nothing but a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from extractor._client import Client
+from extractor._errors import UsageError
+from extractor._exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MAX_COST, EXIT_OK
+from extractor._params import check_params
+from extractor.batch._job import BatchJob, failures_path
+from extractor.batch._sources import SourceError, open_source
+from extractor.batch._store import StoreError, check_writable
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace, target: Any) -> int:
+    """Run `extractor batch` with parsed `args` for `target`; return the exit status."""
+    output = Path(args.output)
+    failures = Path(args.failures) if args.failures else failures_path(output)
+    summary_json = Path(args.summary_json) if args.summary_json else None
+    params = check_params(dict(args.param))
+    client = Client(
+        args.model,
+        base_url=args.base_url,
+        mode=args.mode,
+        max_retries=args.max_retries,
+        timeout=args.timeout,
+        deadline=args.deadline,
+        max_connections=args.concurrency,
+        **params,
+    )
+    try:
+        if summary_json is not None:
+            check_writable(summary_json)  # before the job, not after it
+        client.check(target)  # before reading any input: stdin may be a terminal
+        source = open_source(args.input, id_field=args.id_field, text_field=args.text_field)
+        job = BatchJob(
+            client,
+            target,
+            source,
+            output,
+            failures,
+            concurrency=args.concurrency,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            max_cost=args.max_cost,
+            restart=args.restart,
+            retry_failures=args.retry_failures,
+            progress=sys.stderr if sys.stderr.isatty() else None,
+        )
+        summary = job.run()
+    except (SourceError, StoreError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        client.close()
+    print(summary.text(), file=sys.stderr)
+    if summary_json is not None:
+        try:
+            summary_json.write_text(json.dumps(summary.report(), indent=2) + "\n")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the summary to {summary_json}: {exc.strerror or exc} "
+                "(the job itself is done; the summary above is the same)"
+            ) from None
+    if summary.status == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.status == "max_cost":
+        return EXIT_MAX_COST
+    return EXIT_FAILED if summary.failed or summary.failed_before else EXIT_OK
