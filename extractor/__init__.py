@@ -35,6 +35,7 @@ from extractor._errors import (
     AttemptError,
     ConfigurationError,
     DatasetError,
+    DocumentTooLong,
     ErrorDetail,
     ExtractorError,
     InputError,
@@ -60,8 +61,9 @@ from extractor._schema import (
 )
 
 if TYPE_CHECKING:
-    from extractor._long import ChunkError, LongExtraction, aextract_long, extract_long
+    from extractor._long import aextract_long, extract_long
     from extractor._merge import Merge, MergeError
+    from extractor._parts import ChunkError, LongExtraction
     from extractor._stream import AsyncExtractionStream, ExtractionStream
 
 __version__ = "0.1.0"
@@ -82,6 +84,7 @@ __all__ = [
     "CompiledSchema",
     "ConfigurationError",
     "DatasetError",
+    "DocumentTooLong",
     "ErrorDetail",
     "Extractable",
     "Extraction",
@@ -121,8 +124,8 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "AsyncExtractionStream": "extractor._stream",
     "ExtractionStream": "extractor._stream",
-    "ChunkError": "extractor._long",
-    "LongExtraction": "extractor._long",
+    "ChunkError": "extractor._parts",
+    "LongExtraction": "extractor._parts",
     "aextract_long": "extractor._long",
     "extract_long": "extractor._long",
     "Merge": "extractor._merge",

@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from extractor._context import budget_chars, learn
 from extractor._conversation import (
     DEFAULT_DEADLINE,
     DEFAULT_TIMEOUT,
@@ -23,8 +24,15 @@ from extractor._conversation import (
     auto_modes,
     complete,
 )
-from extractor._errors import ConfigurationError, ParameterError, SchemaError
-from extractor._options import Options, Params, check_mode, check_retries, check_seconds
+from extractor._errors import ConfigurationError, DocumentTooLong, ParameterError, SchemaError
+from extractor._options import (
+    Options,
+    Params,
+    check_context,
+    check_mode,
+    check_retries,
+    check_seconds,
+)
 from extractor._params import check_params
 from extractor._providers import Endpoint, check_base_url, resolve
 from extractor._result import Extraction
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_DEADLINE", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "Client"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 logger = logging.getLogger("extractor")
 
@@ -87,9 +96,11 @@ class Client:
         max_connections: int = 100,
         hooks: Iterable[Hook] = (),
         backend: Backend | None = None,
+        context_tokens: int | None = None,
         **params: Unpack[Params],
     ) -> None:
         check_mode(mode)
+        check_context(context_tokens)
         check_retries(max_retries)
         check_seconds("timeout", timeout)
         check_seconds("deadline", deadline)
@@ -109,6 +120,7 @@ class Client:
         self.instructions = instructions
         self.timeout = timeout
         self.deadline = deadline
+        self.context_tokens = context_tokens
         self.retry = retry or RetryPolicy()
         self.params = check_params(params)
         self.max_connections = max_connections
@@ -158,9 +170,22 @@ class Client:
     def extract_result(
         self, target: Any, document: DocumentSource, **options: Unpack[Options]
     ) -> Extraction[Any]:
-        """Like `extract`, returning the record with usage, attempts, mode and response id."""
+        """Like `extract`, returning the record with usage, attempts, mode and response id.
+
+        A document longer than the model's context window (known, given as
+        `context_tokens`, or learned from the provider's refusal) goes through chunks, and
+        the result is a `LongExtraction`: see `extract_long`.
+        """
         plan = self.prepare(target, document, **options)
-        return complete(plan, self.backend(plan.endpoint), self.emitter)
+        budget = budget_chars(plan)
+        if budget is None or len(plan.document) <= budget:
+            try:
+                return complete(plan, self.backend(plan.endpoint), self.emitter)
+            except DocumentTooLong as exc:
+                budget = learn(plan, exc)
+        import asyncio  # here, not at the top: a long document is the only sync use
+
+        return _off_loop(lambda: asyncio.run(self._chunked(target, plan, budget, options)))
 
     @overload
     async def aextract(
@@ -189,7 +214,42 @@ class Client:
     ) -> Extraction[Any]:
         """The async form of `extract_result`."""
         plan = self.prepare(target, document, **options)
-        return await acomplete(plan, self.backend(plan.endpoint), self.emitter)
+        budget = budget_chars(plan)
+        if budget is None or len(plan.document) <= budget:
+            try:
+                return await acomplete(plan, self.backend(plan.endpoint), self.emitter)
+            except DocumentTooLong as exc:
+                budget = learn(plan, exc)
+        return await self._chunked(target, plan, budget, options, close=False)
+
+    async def _chunked(
+        self,
+        target: Any,
+        plan: Plan,
+        budget: int | None,
+        options: Mapping[str, Any],
+        *,
+        close: bool = True,
+    ) -> Extraction[Any]:
+        """A document too long for one request, in chunks (`extract_long`'s engine)."""
+        from extractor._long import DEFAULT_CONCURRENCY
+        from extractor.batch._limiter import Limiter
+        from extractor.batch._runner import run_chunks
+
+        logger.info("the document is too long for %s; in chunks", plan.endpoint.label)
+        try:
+            return await run_chunks(
+                self,
+                target,
+                plan,
+                budget,
+                limiter=Limiter(DEFAULT_CONCURRENCY),
+                concurrency=DEFAULT_CONCURRENCY,
+                options=options,
+            )
+        finally:
+            if close:  # a private event loop: its connections die with it
+                await self.aclose_loop()
 
     @overload
     def stream(
@@ -406,8 +466,9 @@ class Client:
         Raises `ConfigurationError` (or `ParameterError`, `SchemaError`) for a set-up
         mistake; nothing is sent. Streams and batch jobs drive the plan with `backend`.
         """
+        pages: tuple[int, ...] = ()
         if not isinstance(document, str):
-            document = _document_text(document)
+            document, pages = _document_text(document)
         given: dict[str, Any] = dict(options)
         model = given.pop("model", None) or self.model
         called_url = given.pop("base_url", None)
@@ -421,7 +482,9 @@ class Client:
         timeout = given.pop("timeout", None)
         timeout = self.timeout if timeout is None else timeout
         deadline = given.pop("deadline", self.deadline)
+        context = given.pop("context_tokens", None) or self.context_tokens
         check_mode(mode)
+        check_context(context)
         check_retries(max_retries)
         check_seconds("timeout", timeout)
         check_seconds("deadline", deadline)
@@ -453,6 +516,8 @@ class Client:
             timeout,
             deadline,
             strict,
+            context,
+            pages,
         )
 
     def backend(self, endpoint: Endpoint, *, pacer: Pacer | None = None) -> Backend:
@@ -511,14 +576,30 @@ class Client:
         return endpoint
 
 
-def _document_text(document: Any) -> str:
-    """The text of a `documents.Document`, a path or a file's bytes (PDF, DOCX, HTML, ...)."""
+def _off_loop(run: Callable[[], R]) -> R:
+    """`run()` here, or in a thread of its own when this thread runs an event loop (a
+    notebook calling `extract`), since a blocking call cannot drive another loop in it."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with ThreadPoolExecutor(1, thread_name_prefix="extractor-chunks") as pool:
+        return pool.submit(run).result()
+
+
+def _document_text(document: Any) -> tuple[str, tuple[int, ...]]:
+    """The text of a `documents.Document`, a path or a file's bytes (PDF, DOCX, HTML, ...),
+    with where each of its pages starts."""
     import os
 
     from extractor.documents import Document, read
 
     if isinstance(document, (Document, bytes, os.PathLike)):
-        return read(document).text
+        read_ = read(document)
+        return read_.text, read_.pages
     raise ConfigurationError(
         f"the document must be text (str), a path, bytes or an extractor.documents.Document, "
         f"not {type(document).__name__}"

@@ -21,10 +21,12 @@ from typing import Any, Final
 
 import tenacity
 
+from extractor._context import too_long
 from extractor._errors import (
     APIError,
     APIStatusError,
     AttemptError,
+    DocumentTooLong,
     InvalidAnswer,
     Refusal,
     RetriesExhausted,
@@ -47,10 +49,6 @@ logger = logging.getLogger("extractor")
 DEFAULT_TIMEOUT: Final = 120.0
 DEFAULT_DEADLINE: Final = 600.0
 
-#: What providers say when a prompt exceeds the model's context (OpenAI, Mistral, vLLM, ...).
-TOO_LONG: Final = re.compile(
-    r"context[ _]length|maximum context|context window|too many tokens|prompt is too long", re.I
-)
 
 #: Modes that `auto` found rejected, per (base URL, model): the next call starts past them.
 mode_memory: dict[tuple[str, str], str] = {}
@@ -74,6 +72,8 @@ class Plan:
     timeout: float = DEFAULT_TIMEOUT  # one request, from connecting to its last byte
     deadline: float | None = DEFAULT_DEADLINE  # the extraction: every attempt and wait
     strict: bool = True  # False: the provider's strict dialect cannot carry the schema
+    context_tokens: int | None = None  # the model's context window, as the caller gave it
+    pages: tuple[int, ...] = ()  # where each page starts in `document` (none: one page)
 
     def request(
         self,
@@ -130,8 +130,6 @@ def _rejects_mode(exc: APIError) -> bool:
     """Whether the server refused the request's shape (the mode), not the request itself."""
     if not isinstance(exc, APIStatusError):
         return False
-    if TOO_LONG.search(exc.body):  # the document is too long, in any mode: no fallback
-        return False
     return rejects_shape(exc)
 
 
@@ -158,6 +156,12 @@ def conversation(plan: Plan, attempts: list[Attempt]) -> Generator[Step, Answer,
                     try:
                         answer = yield mode, messages
                     except APIError as exc:
+                        if too_long(exc):  # in any mode: the caller splits the document
+                            raise DocumentTooLong(
+                                f"{plan.endpoint.label} refused the document as longer than "
+                                f"its context window ({len(plan.document):,} characters; "
+                                f"extract and batch jobs read it in chunks): {exc}"
+                            ) from exc
                         if not (modes and _rejects_mode(exc)):
                             raise
                         logger.info(

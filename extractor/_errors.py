@@ -41,6 +41,7 @@ __all__ = [
     "AttemptError",
     "ConfigurationError",
     "DatasetError",
+    "DocumentTooLong",
     "ErrorDetail",
     "ExtractorError",
     "InputError",
@@ -73,6 +74,20 @@ class UsageError(ConfigurationError):
 
 class InputError(ExtractorError):
     """A document that cannot be read: not text, encrypted, broken, a scan, too large."""
+
+
+class DocumentTooLong(InputError):
+    """The document does not fit the model's context window.
+
+    `extract`, `extract_result` and batch jobs do not raise it: they split the document
+    into chunks and merge what each gives (`extract_long`). A stream cannot, so it raises
+    it; so does a chunk that still does not fit. `limit_tokens` is the window when the
+    provider said it.
+    """
+
+    def __init__(self, message: str, *, limit_tokens: int | None = None) -> None:
+        super().__init__(message)
+        self.limit_tokens = limit_tokens
 
 
 class DatasetError(ExtractorError, ValueError):

@@ -21,6 +21,7 @@ __all__ = [
     "Options",
     "Params",
     "check_call",
+    "check_context",
     "check_mode",
     "check_retries",
     "check_seconds",
@@ -61,6 +62,7 @@ class Options(Params, total=False):
     examples: Sequence[Any]  # worked examples, in place of the target's own ([] for none)
     timeout: float  # one request, connect to last byte, in seconds
     deadline: float | None  # one extraction: every attempt and wait (None: unbounded)
+    context_tokens: int  # the model's context window, where extractor cannot know it
 
 
 #: The options that are not request parameters.
@@ -75,6 +77,7 @@ CALL_OPTIONS: Final = frozenset(
         "examples",
         "timeout",
         "deadline",
+        "context_tokens",
     }
 )
 
@@ -97,6 +100,16 @@ def check_seconds(name: str, value: Any) -> None:
         raise ConfigurationError(f"{name} must be a number of seconds > 0, not {value!r}")
 
 
+def check_context(value: Any) -> None:
+    """A context window: a whole number of tokens, at least 256 (None: not given)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 256:
+        raise ConfigurationError(
+            f"context_tokens must be a whole number of tokens >= 256, not {value!r}"
+        )
+
+
 def check_call(options: Mapping[str, Any]) -> None:
     """Check options given ahead of any call (`@extractable(...)` defaults)."""
     if "mode" in options:
@@ -106,4 +119,6 @@ def check_call(options: Mapping[str, Any]) -> None:
     for name in ("timeout", "deadline"):
         if name in options:
             check_seconds(name, options[name])
+    if "context_tokens" in options:
+        check_context(options["context_tokens"])
     check_params({k: v for k, v in options.items() if k not in CALL_OPTIONS})

@@ -84,6 +84,13 @@ class Provider:
     #: The backend serving this provider, as `module:Class` (a `backend.Backend` made with
     #: no arguments); None for HTTP. One that is not HTTP takes no URL and no key.
     backend: str | None = None
+    #: The context window in tokens of every model this provider serves, when it is the
+    #: same for all (the embedded model's); else None (see `extractor._context.KNOWN`).
+    context_tokens: int | None = None
+    #: Whether its models answer null for a value a text does not hold. The embedded
+    #: model does not (it picks its likeliest reading, or null always, for an optional
+    #: field), so the chunks of a long document ask it for the target as declared.
+    tells_absence: bool = True
 
 
 OPENAI_DIALECT: Final = Dialect(loose_schema_dialect="openai")
@@ -143,6 +150,8 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
                 strict_json_schema=False,
             ),
             backend="extractor._local.backend:LocalBackend",
+            context_tokens=4096,  # the engine's n_ctx (`extractor._local.engine`)
+            tells_absence=False,
         ),
         Provider(
             "test",

@@ -170,6 +170,11 @@ class CompiledSchema(Generic[T]):
         text = json.dumps(self.schema, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @cached_property
+    def size(self) -> int:
+        """Characters of the full schema as JSON: what it takes of a prompt, near enough."""
+        return len(json.dumps(self.schema))
+
     def dialect(self, name: str) -> JSON:
         """The schema as a provider of that dialect should receive it (cached; do not mutate).
 

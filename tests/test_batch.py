@@ -248,17 +248,17 @@ def test_bad_documents_become_failures_and_do_not_change_the_mode(
     summary = make_job(server, str(folder), out, concurrency=1).run()
     assert summary.status == "complete"
     done, failed = exactly_once(out, tmp_path / "out.failures.jsonl")
-    assert sorted(done) == ["ann.txt", "zed.txt"]
-    assert sorted(failed) == ["empty.txt", "latin1.txt", "long.txt"]
+    # the over-long document was refused once, then read in chunks the server takes
+    assert sorted(done) == ["ann.txt", "long.txt", "zed.txt"]
+    assert sorted(failed) == ["empty.txt", "latin1.txt"]
     by_id = {line["id"]: line for line in read_lines(tmp_path / "out.failures.jsonl")}
     assert by_id["empty.txt"]["error"]["type"] == "DocumentError"
-    assert by_id["long.txt"]["error"]["type"] == "APIStatusError"
-    assert "maximum context length" in by_id["long.txt"]["error"]["message"]
-    # the over-long document was not taken for a rejection of the mode
+    too_long = [r for r in server.requests if len(document_of(r)) > 1000]
+    assert len(too_long) == 1 and len(server.requests) > 4
+    # and it was not taken for a rejection of the mode
     assert {r.response_format["type"] for r in server.requests if r.response_format} == {
         "json_schema"
     }
-    assert len(server.requests) == 3
 
 
 # --- the chaos run (acceptance 1) -------------------------------------------------------------

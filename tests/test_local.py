@@ -255,3 +255,22 @@ def test_a_schema_llama_cpp_cannot_spell_is_generated_without_a_grammar() -> Non
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]  # not killed by a signal
+
+
+def test_a_document_longer_than_the_context_is_read_in_chunks_with_page_spans(client):
+    from extractor import LongExtraction
+
+    class Seller(BaseModel):
+        company: str = Field(description="Company name")
+
+    filler = "".join(f"Line {n}: delivered as ordered, no remarks.\n" for n in range(400))
+    pages = [MEMO + filler[:6000], filler[6000:12000], filler[12000:]]
+    document = "\f".join(pages)
+    assert len(document) > 4096 * 4  # past the engine's 4,096 tokens by any count
+
+    result = client.extract_result(Seller, document)
+    assert isinstance(result, LongExtraction) and len(result.parts) >= 3
+    assert result.value.company == "ACME TRADING SDN BHD"  # the first chunk's, in order
+    assert result.provenance["company"].pages == (1,)
+    start, end = result.spans["company"]  # grounded: a span in the whole document
+    assert document[start:end] == "ACME TRADING SDN BHD"

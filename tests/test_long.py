@@ -20,16 +20,19 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from extractor import (
+    ChunkError,
     Client,
     ConfigurationError,
     RetryPolicy,
     WorkedExample,
+    aextract_long,
     compile_schema,
+    extract_long,
     worked_examples,
 )
 from extractor._chunks import Chunk, split
-from extractor._long import ChunkError, aextract_long, chunk_target, extract_long
 from extractor._merge import Merge, MergeError, Source, check, merge
+from extractor._parts import chunk_target
 from extractor.testing import Answer, ChatServer, Item, RecordedRequest
 
 # --- records to merge -------------------------------------------------------------------------

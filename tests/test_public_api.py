@@ -36,7 +36,7 @@ PUBLIC = {
         *("AttemptError", "Client", "CompiledSchema", "ConfigurationError", "DatasetError"),
         *("ErrorDetail", "Extractable", "Extraction", "ExtractionStream", "ExtractorError"),
         *("InputError", "InvalidAnswer", "MalformedResponse", "Mode", "Options"),
-        *("ParameterError",),
+        *("DocumentTooLong", "ParameterError"),
         *("Refusal", "RetriesExhausted", "ChunkError", "LongExtraction", "Merge"),
         *("MergeError", "aextract_long", "extract_long"),
         *("RetryPolicy", "SchemaError", "TruncatedAnswer", "Usage", "UsageError"),

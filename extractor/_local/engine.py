@@ -23,7 +23,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from extractor._errors import ConfigurationError
+from extractor._errors import ConfigurationError, DocumentTooLong
 from extractor._local.runtime import decide, llama_defaults
 from extractor._local.threads import Load, available_cores
 from extractor._local.weights import INSTALL_HINT
@@ -286,10 +286,11 @@ class Engine:
         return table
 
     def fits(self, end: int) -> None:
-        """Raise ConfigurationError unless a prompt of `end` tokens fits in the context."""
+        """Raise DocumentTooLong unless a prompt of `end` tokens fits in the context."""
         if end > self.n_ctx:
-            raise ConfigurationError(
-                f"the document is too long for the local model's context ({self.n_ctx} tokens)"
+            raise DocumentTooLong(
+                f"the document is too long for the local model's context ({self.n_ctx} tokens)",
+                limit_tokens=self.n_ctx,
             )
 
     def _decode(self, tokens: Sequence[int], start: int, *, logits_at: set[int]) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from extractor._errors import APIError
+from extractor._parts import LongExtraction
 from extractor._result import Usage
 from extractor._schema import compile_schema
 from extractor.batch._limiter import Limiter
@@ -377,6 +378,11 @@ class BatchJob:
                 "mode": extraction.mode,
                 "elapsed_s": round(result.elapsed_s, 3),
             }
+            if isinstance(extraction, LongExtraction):  # read in chunks: where values came from
+                line["chunks"] = len(extraction.parts)
+                line["pages"] = {path: list(s.pages) for path, s in extraction.provenance.items()}
+                if extraction.conflicts:
+                    line["conflicts"] = [str(c) for c in extraction.conflicts.values()]
             store.write(line, ok=True)
             summary.done += 1
         else:

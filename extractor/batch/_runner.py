@@ -15,6 +15,7 @@ adds the files, resume, progress and signals for the command line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -22,14 +23,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, M
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from extractor._conversation import acomplete
+from extractor._context import budget_chars, learn
+from extractor._conversation import Plan, acomplete
 from extractor._errors import (
     ConfigurationError,
+    DocumentTooLong,
     ExtractorError,
     RetriesExhausted,
     SchemaError,
     with_article,
 )
+from extractor._merge import check
+from extractor._parts import LongExtraction, chunk_target, chunks_of, collect, finish
 from extractor._result import Attempt, Extraction, Usage
 from extractor.batch._limiter import Limiter
 from extractor.batch._sources import Document, DocumentError
@@ -37,7 +42,19 @@ from extractor.batch._sources import Document, DocumentError
 if TYPE_CHECKING:
     from extractor._client import Client
 
-__all__ = ["BatchResult", "Window", "aextract_many", "extract_many"]
+__all__ = [
+    "CHUNKS_IN_FLIGHT",
+    "BatchResult",
+    "Window",
+    "aextract_many",
+    "extract_many",
+    "run_chunks",
+]
+
+#: Chunks of one long document in flight at once, in a batch.
+CHUNKS_IN_FLIGHT = 4
+#: Times a long document is split again, smaller, when a chunk still does not fit.
+_RESPLITS = 2
 
 logger = logging.getLogger("extractor.batch")
 
@@ -132,6 +149,7 @@ class Window:
         limiter: Limiter,
         options: Mapping[str, Any],
         blocking: bool = False,
+        split: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be 1 or more, not {concurrency}")
@@ -143,6 +161,7 @@ class Window:
         self._options = dict(options)
         self._reader: _Reader | None = None
         self._blocking = blocking
+        self._split = split  # a document too long for the model goes through chunks
         self._tasks: set[asyncio.Task[BatchResult[Any]]] = set()
         # finished results, and (from a pipe) arriving documents, in the order they come
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -241,11 +260,11 @@ class Window:
         attempts: list[Attempt] = []
         model: str | None = None
         try:
-            client = self._client
-            plan = client.prepare(self._target, document.text, **self._options)
+            plan = self._client.prepare(self._target, document.text, **self._options)
+            if document.pages:
+                plan = dataclasses.replace(plan, pages=document.pages)
             model = plan.endpoint.label
-            backend = client.backend(plan.endpoint, pacer=self._limiter)
-            extraction = await acomplete(plan, backend, client.emitter, attempts)
+            extraction = await self._extract(plan, attempts)
         except (ConfigurationError, SchemaError):
             raise  # the same for every document: stop the batch
         except Exception as exc:
@@ -259,6 +278,28 @@ class Window:
             )
         elapsed = time.perf_counter() - started
         return BatchResult(document.id, extraction, None, elapsed, extraction.attempts, model)
+
+    async def _extract(self, plan: Plan, attempts: list[Attempt]) -> Extraction[Any]:
+        """One document: in one request, or in chunks when it is longer than the model takes."""
+        budget = budget_chars(plan) if self._split else None
+        if budget is None or len(plan.document) <= budget:
+            backend = self._client.backend(plan.endpoint, pacer=self._limiter)
+            try:
+                return await acomplete(plan, backend, self._client.emitter, attempts)
+            except DocumentTooLong as exc:
+                budget = learn(plan, exc)
+                if not self._split:
+                    raise
+                logger.info("%s: too long for %s; in chunks", plan.endpoint.label, exc)
+        return await run_chunks(
+            self._client,
+            self._target,
+            plan,
+            budget,
+            limiter=self._limiter,
+            concurrency=CHUNKS_IN_FLIGHT,
+            options=self._options,
+        )
 
     async def _cancel(self) -> None:
         tasks = list(self._tasks)
@@ -300,6 +341,68 @@ class _Reader:
                 return
             if not isinstance(item, _Arrival) or item.document is None:
                 return
+
+
+async def run_chunks(
+    client: Client,
+    target: Any,
+    plan: Plan,
+    budget: int | None,
+    *,
+    limiter: Limiter,
+    concurrency: int,
+    options: Mapping[str, Any],
+    overlap_chars: int | None = None,
+    allow_partial: bool = False,
+) -> LongExtraction[Any]:
+    """`plan`'s document in chunks of at most `budget` characters, merged into one record.
+
+    The chunks run as a batch of their own under `limiter`, `concurrency` at a time, each
+    asked for `target` with every field optional (`chunk_target`) where the provider's
+    models answer null for what a text does not hold. A chunk the model still finds too
+    long splits the document again, at half the size (twice at most). Raises
+    `ChunkError` for a chunk that fails (unless `allow_partial`), `MergeError` when the
+    records do not make one record of `target`.
+    """
+    check(target)
+    pages = plan.pages or None
+    for round_ in range(_RESPLITS + 1):
+        chunks = chunks_of(plan.document, pages, budget, overlap_chars)
+        relax = len(chunks) > 1 and plan.endpoint.provider.tells_absence
+        asked = chunk_target(target) if relax else target
+        texts = (Document(c.index, c.text) for c in chunks if len(chunks) == 1 or c.text.strip())
+        window = Window(
+            client,
+            asked,
+            texts,
+            concurrency=concurrency,
+            limiter=limiter,
+            options=options,
+            split=False,
+        )
+        results = await collect(window.results(), allow_partial=allow_partial)
+        longest = max(
+            (
+                len(chunks[r.id].text)
+                for r in results.values()
+                if isinstance(r.error, DocumentTooLong)
+            ),
+            default=0,
+        )
+        if longest and round_ < _RESPLITS:
+            budget = max(longest // 2, 100)
+            logger.info("a chunk was still too long; splitting at %d characters", budget)
+            continue
+        break
+    return finish(
+        target,
+        plan.document,
+        pages,
+        chunks,
+        results,
+        allow_partial=allow_partial,
+        model=plan.endpoint.label,
+    )
 
 
 async def aextract_many(

@@ -56,6 +56,8 @@ class Document:
     text: str = ""
     #: Set when the document cannot be extracted; it then becomes a failure line.
     problem: str | None = None
+    #: Where each page starts in `text`, for a file with pages (a PDF); else empty.
+    pages: tuple[int, ...] = ()
 
 
 class Source:
@@ -119,14 +121,16 @@ def _text(data: bytes) -> tuple[str, str | None]:
     return _checked(text)
 
 
-def _file_text(data: bytes, name: str) -> tuple[str, str | None]:
-    """A file's text as `extractor.documents` reads it (PDF, DOCX, HTML, text), or why not."""
+def _file_document(id_: DocumentId, data: bytes, name: str) -> Document:
+    """A file as `extractor.documents` reads it (PDF, DOCX, HTML, text), or why it cannot be."""
     from extractor.documents import read  # PDF reading starts its worker on first use
 
     try:
-        return _checked(read(data, name=name).text)
+        read_ = read(data, name=name)
     except InputError as exc:
-        return "", str(exc)
+        return Document(id_, problem=str(exc))
+    text, problem = _checked(read_.text)
+    return Document(id_, text, problem, read_.pages if len(read_.pages) > 1 else ())
 
 
 def _checked(text: str) -> tuple[str, str | None]:
@@ -149,6 +153,9 @@ class FolderSource(Source):
     by its path. Files are visited in the order the file system lists them, one
     directory listing at a time.
     """
+
+    #: Reading a file may take long (a PDF is parsed in a worker, up to its time limit).
+    blocking = True
 
     def __init__(self, root: Path) -> None:
         super().__init__(str(root))
@@ -228,8 +235,7 @@ class FolderSource(Source):
             except OSError as exc:
                 yield Document(name, problem=f"cannot read it: {exc.strerror or exc}")
                 continue
-            text, problem = _file_text(data, name)
-            yield Document(name, text, problem)
+            yield _file_document(name, data, name)
 
     def count(self) -> int | None:
         return sum(1 for _ in self._files())
