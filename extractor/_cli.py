@@ -136,6 +136,8 @@ INPUT: a folder (every file under it, recursively; the id is the path relative t
 symbolic links are not followed, so each file is read once and none outside it),
 a JSONL file (one {"id": ..., "text": ...} object a line), a CSV file with a header row
 (columns id and text), or - for JSONL on stdin. --id-field/--text-field rename the fields.
+A record may name a file instead of giving its text ({"id": ..., "path": "a.pdf"},
+relative to the input's folder; --path-field renames it): PDF, DOCX, HTML or text.
 
 OUT gets one JSON line per extracted document, as it finishes:
   {"id", "record", "usage": {prompt_tokens, completion_tokens, total_tokens, cost},
@@ -275,6 +277,12 @@ def _add_batch(commands: Any) -> None:
     add("--max-cost", type=_positive_float, metavar="USD", help="start no document past this cost")
     add("--id-field", default="id", metavar="F", help="JSONL/CSV id field (default: id)")
     add("--text-field", default="text", metavar="F", help="JSONL/CSV text field (default: text)")
+    add(
+        "--path-field",
+        default="path",
+        metavar="F",
+        help="JSONL/CSV field naming a file to read instead (default: path)",
+    )
     add("--restart", action="store_true", help="delete OUT and the failures file; start over")
     add("--retry-failures", action="store_true", help="delete the failures file; run them again")
     add("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")

@@ -48,7 +48,12 @@ def run(args: argparse.Namespace, target: Any) -> int:
         if summary_json is not None:
             check_writable(summary_json)  # before the job, not after it
         client.check(target)  # before reading any input: stdin may be a terminal
-        source = open_source(args.input, id_field=args.id_field, text_field=args.text_field)
+        source = open_source(
+            args.input,
+            id_field=args.id_field,
+            text_field=args.text_field,
+            path_field=args.path_field,
+        )
         job = BatchJob(
             client,
             target,

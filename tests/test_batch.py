@@ -34,6 +34,7 @@ from extractor.batch import (
     open_source,
 )
 from extractor.batch._limiter import AdaptiveGate, Limiter, TokenBucket
+from extractor.batch._sources import load
 from extractor.testing import (
     Answer,
     ChatServer,
@@ -109,7 +110,9 @@ def test_folder_source_reads_nested_files_with_relative_ids(tmp_path: Path) -> N
     (tmp_path / "empty.txt").write_text("  \n")
     (tmp_path / "latin1.txt").write_bytes("Zoë is 3".encode("latin-1"))
     source = open_source(str(tmp_path))
-    found = {d.id: d for d in source}
+    listed = {d.id: d for d in source}
+    assert listed["two.txt"].path == str(tmp_path / "two.txt")  # read when its turn comes
+    found = {i: load(d) for i, d in listed.items()}
     assert set(found) == {"a/one.txt", "two.txt", "empty.txt", "latin1.txt"}
     assert found["a/one.txt"] == Document("a/one.txt", "Ann is 30 years old.")
     assert "empty" in (found["empty.txt"].problem or "")

@@ -37,7 +37,7 @@ from extractor._merge import check
 from extractor._parts import LongExtraction, chunk_target, chunks_of, collect, finish
 from extractor._result import Attempt, Extraction, Usage
 from extractor.batch._limiter import Limiter
-from extractor.batch._sources import Document, DocumentError
+from extractor.batch._sources import Document, DocumentError, load
 
 if TYPE_CHECKING:
     from extractor._client import Client
@@ -260,6 +260,11 @@ class Window:
         attempts: list[Attempt] = []
         model: str | None = None
         try:
+            if document.path is not None:  # a file: read in a thread, now its turn has come
+                document = await asyncio.to_thread(load, document)
+                if document.problem is not None:
+                    error = DocumentError(document.problem)
+                    return BatchResult(document.id, None, error, time.perf_counter() - started)
             plan = self._client.prepare(self._target, document.text, **self._options)
             if document.pages:
                 plan = dataclasses.replace(plan, pages=document.pages)

@@ -58,6 +58,8 @@ class Document:
     problem: str | None = None
     #: Where each page starts in `text`, for a file with pages (a PDF); else empty.
     pages: tuple[int, ...] = ()
+    #: A file to read the text from when the document's turn comes (`load`), if any.
+    path: str | None = None
 
 
 class Source:
@@ -80,14 +82,19 @@ class Source:
         return None
 
 
-def open_source(spec: str, *, id_field: str = "id", text_field: str = "text") -> Source:
+def open_source(
+    spec: str, *, id_field: str = "id", text_field: str = "text", path_field: str = "path"
+) -> Source:
     """The source INPUT names: a folder, a `.jsonl`/`.ndjson` or `.csv` file, or `-` (JSONL).
 
-    Raises `SourceError` when it does not exist, is of another kind, or (JSONL, CSV) its
-    first record lacks the id or text field.
+    A JSONL or CSV record gives its text in `text_field`, or names a file to read in
+    `path_field` (PDF, DOCX, HTML, text; relative to the input's folder, or to the
+    working directory for stdin). Raises `SourceError` when it does not exist, is of
+    another kind, or (JSONL, CSV) its first record lacks the id field or both the text
+    and path fields.
     """
     if spec == "-":
-        return JsonLinesSource("-", id_field, text_field)
+        return JsonLinesSource("-", id_field, text_field, path_field)
     path = Path(spec)
     if path.is_dir():
         folder = FolderSource(path)
@@ -97,9 +104,9 @@ def open_source(spec: str, *, id_field: str = "id", text_field: str = "text") ->
         raise SourceError(f"input {spec} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        source: Source = JsonLinesSource(spec, id_field, text_field)
+        source: Source = JsonLinesSource(spec, id_field, text_field, path_field)
     elif suffix == ".csv":
-        source = CsvSource(spec, id_field, text_field)
+        source = CsvSource(spec, id_field, text_field, path_field)
     else:
         raise SourceError(
             f"input {spec} is neither a folder nor a .jsonl, .ndjson or .csv file "
@@ -119,6 +126,25 @@ def _text(data: bytes) -> tuple[str, str | None]:
             "convert it first, e.g. iconv -f latin1 -t utf-8"
         )
     return _checked(text)
+
+
+def load(document: Document) -> Document:
+    """A document that names a file, read: its text and pages, or why it cannot be used.
+
+    Blocking (a PDF is parsed in a worker process, up to its time limit): the batch
+    runner calls it in a thread, when the document's turn comes.
+    """
+    if document.path is None:
+        return document
+    path = Path(document.path)
+    try:
+        if path.stat().st_size > MAX_DOCUMENT_BYTES:
+            limit = MAX_DOCUMENT_BYTES // 2**20
+            return Document(document.id, problem=f"{path} is larger than {limit} MB; split it")
+        data = path.read_bytes()
+    except OSError as exc:
+        return Document(document.id, problem=f"cannot read {path}: {exc.strerror or exc}")
+    return _file_document(document.id, data, path.name)
 
 
 def _file_document(id_: DocumentId, data: bytes, name: str) -> Document:
@@ -153,9 +179,6 @@ class FolderSource(Source):
     by its path. Files are visited in the order the file system lists them, one
     directory listing at a time.
     """
-
-    #: Reading a file may take long (a PDF is parsed in a worker, up to its time limit).
-    blocking = True
 
     def __init__(self, root: Path) -> None:
         super().__init__(str(root))
@@ -225,17 +248,8 @@ class FolderSource(Source):
         for name, entry in self._files(warn=True):
             if isinstance(entry, str):
                 yield Document(name, problem=entry)
-                continue
-            try:
-                if entry.stat(follow_symlinks=False).st_size > MAX_DOCUMENT_BYTES:
-                    limit = MAX_DOCUMENT_BYTES // 2**20
-                    yield Document(name, problem=f"larger than {limit} MB; split it")
-                    continue
-                data = Path(entry.path).read_bytes()
-            except OSError as exc:
-                yield Document(name, problem=f"cannot read it: {exc.strerror or exc}")
-                continue
-            yield _file_document(name, data, name)
+            else:  # read when its turn comes (`load`): a job resumed skips it unread
+                yield Document(name, path=entry.path)
 
     def count(self) -> int | None:
         return sum(1 for _ in self._files())
@@ -263,11 +277,13 @@ class JsonLinesSource(Source):
     failure whose id is `line N` (N counts from 1), so it is reported, not lost.
     """
 
-    def __init__(self, name: str, id_field: str, text_field: str) -> None:
+    def __init__(self, name: str, id_field: str, text_field: str, path_field: str = "path") -> None:
         super().__init__(name)
         self.blocking = name == "-"
         self.id_field = id_field
         self.text_field = text_field
+        self.path_field = path_field
+        self.base = Path.cwd() if name == "-" else Path(name).resolve().parent
 
     def _open(self) -> IO[bytes]:
         if self.name == "-":
@@ -285,7 +301,9 @@ class JsonLinesSource(Source):
                 except ValueError:
                     return  # reported as a failure of line 1, with the others
                 if isinstance(first, dict):
-                    _require_fields(self.name, first.keys(), self.id_field, self.text_field)
+                    _require_fields(
+                        self.name, first.keys(), self.id_field, self.text_field, self.path_field
+                    )
                 return
 
     def __iter__(self) -> Iterator[Document]:
@@ -309,7 +327,13 @@ class JsonLinesSource(Source):
             )
         text = record.get(self.text_field)
         if not isinstance(text, str):
-            return Document(doc_id, problem=f"{where} has no string {self.text_field!r} field")
+            named = record.get(self.path_field)
+            if isinstance(named, str) and named:
+                return Document(doc_id, path=str(self.base / named))
+            return Document(
+                doc_id,
+                problem=f"{where} has no string {self.text_field!r} or {self.path_field!r} field",
+            )
         text, problem = _checked(text)
         return Document(doc_id, text, problem)
 
@@ -326,10 +350,12 @@ class JsonLinesSource(Source):
 class CsvSource(Source):
     """A UTF-8 CSV file whose header row names the id and text columns."""
 
-    def __init__(self, name: str, id_field: str, text_field: str) -> None:
+    def __init__(self, name: str, id_field: str, text_field: str, path_field: str = "path") -> None:
         super().__init__(name)
         self.id_field = id_field
         self.text_field = text_field
+        self.path_field = path_field
+        self.base = Path(name).resolve().parent
         # the default field limit (128 KiB) would turn a long document into a crash
         csv.field_size_limit(max(csv.field_size_limit(), MAX_DOCUMENT_BYTES + 1))
 
@@ -344,7 +370,7 @@ class CsvSource(Source):
         """Refuse a file whose header lacks the id or text column, naming its columns."""
         with self._open() as handle:
             columns = self._reader(handle).fieldnames or []
-        _require_fields(self.name, columns, self.id_field, self.text_field)
+        _require_fields(self.name, columns, self.id_field, self.text_field, self.path_field)
 
     def __iter__(self) -> Iterator[Document]:
         with self._open() as handle:
@@ -361,6 +387,9 @@ class CsvSource(Source):
         if _has_bad_bytes(doc_id):
             doc_id = doc_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             return Document(doc_id, problem=f"line {line}: the id is not UTF-8 text")
+        named = row.get(self.path_field)
+        if not text and named and not _has_bad_bytes(named):
+            return Document(doc_id, path=str(self.base / named))
         if text is None:
             return Document(doc_id, problem=f"line {line} has no {self.text_field!r} column")
         if _has_bad_bytes(text):
@@ -384,12 +413,17 @@ def _has_bad_bytes(text: str) -> bool:
     return _BAD_BYTE.search(text) is not None
 
 
-def _require_fields(name: str, keys: Any, id_field: str, text_field: str) -> None:
+def _require_fields(name: str, keys: Any, id_field: str, text_field: str, path_field: str) -> None:
     present = list(keys)
-    for field, flag in ((id_field, "--id-field"), (text_field, "--text-field")):
-        if field not in present:
-            shown = ", ".join(map(str, present)) or "none"
-            raise SourceError(
-                f"{name}: the first record has no {field!r} field (fields: {shown}); "
-                f"name the right one with {flag}"
-            )
+    shown = ", ".join(map(str, present)) or "none"
+    if id_field not in present:
+        raise SourceError(
+            f"{name}: the first record has no {id_field!r} field (fields: {shown}); "
+            "name the right one with --id-field"
+        )
+    if text_field not in present and path_field not in present:
+        raise SourceError(
+            f"{name}: the first record has no {text_field!r} field, nor a {path_field!r} "
+            f"naming a file (fields: {shown}); name the right one with --text-field "
+            "or --path-field"
+        )
