@@ -1,4 +1,4 @@
-"""Read a JSON Schema of any draft people write into one form: Draft 2020-12, `$defs` only.
+r"""Read a JSON Schema of any draft people write into one form: Draft 2020-12, `$defs` only.
 
 Users bring the schemas they have: Draft-04/06/07 or 2020-12, definitions under
 `definitions` or `$defs`, `$ref`s to any JSON pointer inside the document (a property, an
@@ -8,20 +8,34 @@ definition, and turns the draft-specific forms into 2020-12 ones (Draft-04's boo
 `exclusiveMinimum`, `nullable: true`), so the dialects downstream read one shape and a
 wrapped root (a list target) keeps its references working.
 
-What is not rewritten is left exactly as written (key order included): a schema already
-in that form comes back equal. A `$ref` that leaves the document (another file, a URL)
-is refused with `SchemaError` naming where it is: it cannot be sent.
+References resolve as the drafts say: against the base URI of the resource they stand
+in (`$id`, Draft-04's `id`), so a schema bundling several resources under their own
+`$id`s works; `$dynamicRef` and `$recursiveRef` are read statically, as the outermost
+resource's anchor (what they mean when the schema is used on its own). A reference to
+one of the JSON Schema metaschemas (an OpenAPI document's `#/properties/title` of
+Draft-04, say) is read from the copies `jsonschema` ships. What is not rewritten is left
+exactly as written (key order included): a schema already in that form comes back
+equal. A `$ref` to any other document (a file, a URL) is refused with `SchemaError`
+naming where it is: it cannot be sent, nor checked.
+
+`python_patterns` reads a schema's regular expressions, written for ECMA 262 (the
+drafts' dialect), as Python's `re` takes them: named groups `(?<name>...)` are spelled
+`(?P<name>...)`; a pattern Python cannot read at all (`\p{...}` classes, recursion) is
+left out, with a warning, since it could be neither sent nor checked.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urljoin
 
 from extractor._errors import SchemaError
 
-__all__ = ["normalize", "pointer"]
+__all__ = ["normalize", "pointer", "python_patterns"]
+
+logger = logging.getLogger("extractor")
 
 JSON = dict[str, Any]
 
@@ -71,10 +85,14 @@ def normalize(schema: JSON) -> JSON:
 class _Reader:
     def __init__(self, document: JSON) -> None:
         self.original = document
-        self.base = str(document.get("$id") or document.get("id") or "").partition("#")[0]
+        self.root = _id_of(document, "") or ""
+        self.docs: dict[str, Any] = {}  # resource URI → its schema
+        self.anchors: dict[str, dict[str, str]] = {}  # resource URI → anchor → its pointer
+        self.dynamic: dict[str, dict[str, str]] = {}  # the same for `$dynamicAnchor`s
+        self.recursive: set[str] = set()  # resources whose root says `$recursiveAnchor`
+        self._index(document, self.root, "")
         self.defs: JSON = {}
-        self.names: dict[str, str] = {}  # a pointer (its fragment) → its name in $defs
-        self.anchors = self._anchors(document)
+        self.names: dict[tuple[str, str], str] = {}  # (resource, pointer) → its name in $defs
         self.changed = False
 
     def read(self) -> JSON:
@@ -83,8 +101,8 @@ class _Reader:
             given = document.get(key)
             if isinstance(given, dict):
                 for name in given:
-                    self._name(f"/{key}/{_escape(name)}", name)
-        body = self._walk(document, "", top=True)
+                    self._name((self.root, f"/{key}/{_escape(name)}"), name)
+        body = self._walk(document, "", self.root, top=True)
         if not self.changed and "definitions" not in document:
             return document  # already in the one form: as written
         out = {k: v for k, v in body.items() if k not in ("$defs", "definitions")}
@@ -92,28 +110,81 @@ class _Reader:
             out["$defs"] = self.defs
         return out
 
+    # --- resources ----------------------------------------------------------------------
+
+    def _index(self, node: Any, base: str, at: str) -> None:
+        """Record the resources (`$id`s) and anchors under `node`, by the URI they live at."""
+        if isinstance(node, dict):
+            given = _id_of(node, base) if at else None
+            if given is not None:
+                base, at = given, ""
+            if at == "":
+                self.docs.setdefault(base, node)
+                if node.get("$recursiveAnchor") is True:
+                    self.recursive.add(base)
+            anchors = self.anchors.setdefault(base, {})
+            for key in ("$anchor", "$dynamicAnchor"):
+                name = node.get(key)
+                if isinstance(name, str):
+                    anchors.setdefault(name, at)
+                    if key == "$dynamicAnchor":
+                        self.dynamic.setdefault(base, {}).setdefault(name, at)
+            for key in ("id", "$id"):  # Draft-04 "id" / Draft-06,07 "$id": "#name"
+                legacy = node.get(key) if at else None
+                if isinstance(legacy, str) and legacy.startswith("#") and len(legacy) > 1:
+                    anchors.setdefault(legacy[1:], at)
+            for key, value in node.items():
+                if key not in ("enum", "const", "examples", "default"):
+                    self._index(value, base, f"{at}/{_escape(key)}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self._index(value, base, f"{at}/{i}")
+
+    def _resource(self, uri: str, ref: str, path: str) -> Any:
+        """The schema at `uri`: one of this document's resources, or a metaschema."""
+        found = self.docs.get(uri)
+        if found is None:
+            found = _metaschema(uri)
+            if found is None:
+                raise SchemaError(
+                    f"$ref {ref!r} points outside this schema; inline what it refers to",
+                    path=path,
+                )
+            self._index(found, uri, "")
+        return found
+
     # --- references ---------------------------------------------------------------------
 
-    def _name(self, fragment: str, wanted: str) -> str:
-        """The `$defs` name for what `fragment` points to, chosen once."""
-        name = self.names.get(fragment)
+    def _name(self, key: tuple[str, str], wanted: str) -> str:
+        """The `$defs` name for what `key` (resource, pointer) points to, chosen once."""
+        name = self.names.get(key)
         if name is None:
             base = _NAME.sub("_", wanted).strip("_") or "definition"
             name, n = base, 2
             while name in self.names.values():
                 name, n = f"{base}_{n}", n + 1
-            self.names[fragment] = name
+            self.names[key] = name
         return name
 
-    def _ref(self, ref: str, path: str) -> str:
+    def _dynamic(self, ref: str, base: str, path: str) -> str:
+        """A `$dynamicRef` or `$recursiveRef` as the plain `$ref` it means used alone: to
+        the outermost resource that declares the anchor, else as written."""
+        anchor = ref.partition("#")[2]
+        if ref.startswith("#") and anchor and anchor in self.dynamic.get(self.root, {}):
+            return self._ref(f"{self.root}#{anchor}", path, self.root)
+        if ref == "#" and self.root in self.recursive:
+            return self._ref(f"{self.root}#", path, self.root)
+        return self._ref(ref, path, base)
+
+    def _ref(self, ref: str, path: str, base: str) -> str:
         """The rewritten `$ref`: `#/$defs/<name>`, with what it points to hoisted."""
         target, _, fragment = ref.partition("#")
-        if target and target.rstrip("/") != self.base.rstrip("/"):
-            raise SchemaError(
-                f"$ref {ref!r} points outside this schema; inline what it refers to", path=path
-            )
+        uri = urljoin(base, target) if target else base
+        if uri.rstrip("/") == self.root.rstrip("/"):
+            uri = self.root
+        document = self._resource(uri, ref, path)
         if fragment and not fragment.startswith("/"):  # a plain-name fragment: an anchor
-            found = self.anchors.get(fragment)
+            found = self.anchors.get(uri, {}).get(fragment)
             if found is None:
                 raise SchemaError(f"$ref {ref!r} names no $anchor in this schema", path=path)
             fragment = found
@@ -121,50 +192,32 @@ class _Reader:
         parts = fragment.lstrip("/").split("/") if fragment else []
         if len(parts) == 2 and parts[0] in ("$defs", "definitions"):
             wanted = unquote(parts[1]).replace("~1", "/").replace("~0", "~")
+        elif parts:
+            wanted = "_".join(unquote(p) for p in parts[-2:])
         else:
-            wanted = "root" if not parts else "_".join(unquote(p) for p in parts[-2:])
+            wanted = "root" if uri == self.root else uri.rstrip("/").rsplit("/", 1)[-1]
         try:
-            target_node = pointer(self.original, "#" + fragment)
+            target_node = pointer(document, "#" + fragment)
         except (KeyError, IndexError, ValueError):
             raise SchemaError(f"$ref {ref!r} points to nothing in this schema", path=path) from None
-        name = self._name(fragment, wanted)
+        name = self._name((uri, fragment), wanted)
         if name not in self.defs:
             self.defs[name] = {}  # reserved first: a recursive reference ends here
-            if not parts:  # the root itself: its body, without the definitions beside it
+            if not parts and isinstance(target_node, dict):  # a resource's root: its body
                 target_node = {
                     k: v for k, v in target_node.items() if k not in ("$defs", "definitions")
                 }
-            self.defs[name] = self._walk(target_node, f"$defs.{name}")
+            self.defs[name] = self._walk(target_node, f"$defs.{name}", uri)
         new = f"#/$defs/{name}"
         self.changed = self.changed or new != ref
         return new
 
-    def _anchors(self, document: Any) -> dict[str, str]:
-        found: dict[str, str] = {}
-
-        def visit(node: Any, at: str) -> None:
-            if isinstance(node, dict):
-                anchor = node.get("$anchor")
-                if isinstance(anchor, str):
-                    found.setdefault(anchor, at)
-                for key in ("id", "$id"):  # Draft-04 "id" / Draft-06,07 "$id": "#name"
-                    legacy = node.get(key) if at else None
-                    if isinstance(legacy, str) and legacy.startswith("#") and len(legacy) > 1:
-                        found.setdefault(legacy[1:], at)
-                for key, value in node.items():
-                    visit(value, f"{at}/{_escape(key)}")
-            elif isinstance(node, list):
-                for i, value in enumerate(node):
-                    visit(value, f"{at}/{i}")
-
-        visit(document, "")
-        return found
-
     # --- subschemas ---------------------------------------------------------------------
 
-    def _walk(self, node: Any, path: str, *, top: bool = False) -> Any:
+    def _walk(self, node: Any, path: str, base: str, *, top: bool = False) -> Any:
         if not isinstance(node, dict):
             return node  # true / false: 2020-12 reads them as they are
+        base = (_id_of(node, base) or base) if not top else base
         out: JSON = {}
         for key, value in node.items():
             if key in ("$id", "id", "$schema") and isinstance(value, str):
@@ -172,7 +225,10 @@ class _Reader:
                 self.changed = True
                 continue
             if key == "$ref" and isinstance(value, str):
-                out[key] = self._ref(value, path)
+                out[key] = self._ref(value, path, base)
+            elif key in ("$dynamicRef", "$recursiveRef") and isinstance(value, str):
+                out["$ref"] = self._dynamic(value, base, path)
+                self.changed = True
             elif key in ("$defs", "definitions") and not top:
                 # nested definitions: whichever are referenced were hoisted to the root
                 self.changed = True
@@ -180,22 +236,22 @@ class _Reader:
                 if top and key in ("$defs", "definitions"):
                     for name, sub in value.items():
                         fragment = f"/{key}/{_escape(name)}"
-                        defined = self.names[fragment]
+                        defined = self.names[(self.root, fragment)]
                         if defined not in self.defs:
                             self.defs[defined] = {}
-                            self.defs[defined] = self._walk(sub, f"$defs.{defined}")
+                            self.defs[defined] = self._walk(sub, f"$defs.{defined}", base)
                     out[key] = value
                     continue
                 out[key] = {
-                    name: self._walk(sub, _join(path, name) if key == "properties" else path)
+                    name: self._walk(sub, _join(path, name) if key == "properties" else path, base)
                     for name, sub in value.items()
                 }
             elif key in _ONE and isinstance(value, list):  # Draft-04..07 tuple `items`
-                out[key] = [self._walk(sub, f"{path}[]") for sub in value]
+                out[key] = [self._walk(sub, f"{path}[]", base) for sub in value]
             elif key in _ONE:
-                out[key] = self._walk(value, f"{path}[]" if key == "items" else path)
+                out[key] = self._walk(value, f"{path}[]" if key == "items" else path, base)
             elif key in _MANY and isinstance(value, list):
-                out[key] = [self._walk(sub, path) for sub in value]
+                out[key] = [self._walk(sub, path, base) for sub in value]
             else:
                 out[key] = value
         return self._draft(out)
@@ -223,6 +279,14 @@ class _Reader:
                 node["enum"] = [*node["enum"], None]
             elif kind is None and "enum" not in node:
                 node = {"anyOf": [node, {"type": "null"}]}
+        if "examples" in node and not isinstance(node["examples"], list):  # 2020-12: a list
+            self.changed = True
+            node = {**node, "examples": [node["examples"]]}
+        wrong = [k for k in ("title", "description", "$comment") if k in node]
+        wrong = [k for k in wrong if not isinstance(node[k], str)]
+        if wrong:  # annotations of the wrong type (Draft-04 did not check them): dropped
+            self.changed = True
+            node = {k: v for k, v in node.items() if k not in wrong}
         if isinstance(node.get("items"), list):  # Draft-04..07 tuples: 2020-12 prefixItems
             self.changed = True
             node = dict(node)
@@ -230,6 +294,96 @@ class _Reader:
             if "additionalItems" in node:
                 node["items"] = node.pop("additionalItems")
         return node
+
+
+def _id_of(node: JSON, base: str) -> str | None:
+    """The base URI a schema object sets with `$id` (Draft-04: `id`), made absolute."""
+    for key in ("$id", "id"):
+        given = node.get(key)
+        if isinstance(given, str) and given and not given.startswith("#"):
+            return urljoin(base, given).partition("#")[0]
+    return None
+
+
+def _metaschema(uri: str) -> Any:
+    """One of the JSON Schema metaschemas (and their vocabularies), from `jsonschema`."""
+    if "json-schema.org" not in uri:
+        return None
+    from jsonschema_specifications import REGISTRY  # type: ignore[import-untyped]  # 100 ms
+
+    for candidate in (uri, uri.rstrip("/") + "#", uri + "#"):
+        try:
+            return REGISTRY.contents(candidate)
+        except LookupError:
+            continue
+    return None
+
+
+_NAMED_GROUP: Final = re.compile(r"\(\?<(?![=!])")
+
+
+def python_patterns(schema: Any) -> Any:
+    """`schema` with its regular expressions as Python reads them (see the module doc).
+
+    Returns `schema` itself when nothing needs to change.
+    """
+
+    def fixed(pattern: str, where: str) -> str | None:
+        translated = _NAMED_GROUP.sub("(?P<", pattern)
+        try:
+            re.compile(translated)
+        except re.error as exc:
+            logger.warning(
+                "%s: the pattern %r is left out: Python cannot read it (%s), so it could "
+                "be neither sent nor checked",
+                where or "(root)",
+                pattern,
+                exc,
+            )
+            return None
+        return translated
+
+    def walk(node: Any, path: str) -> Any:
+        if not isinstance(node, dict):
+            return node
+        out: JSON = {}
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                new = fixed(value, path)
+                if new is not None:
+                    out[key] = new
+            elif key == "patternProperties" and isinstance(value, dict):
+                kept = {}
+                for pattern, sub in value.items():
+                    new = fixed(pattern, path) if isinstance(pattern, str) else pattern
+                    if new is not None:
+                        kept[new] = walk(sub, path)
+                out[key] = kept
+            elif key in _MAPS and isinstance(value, dict):
+                out[key] = {n: walk(s, _join(path, n)) for n, s in value.items()}
+            elif key in _ONE and isinstance(value, list):
+                out[key] = [walk(s, path) for s in value]
+            elif key in (*_ONE, "dependencies") and isinstance(value, dict):
+                if key == "dependencies":
+                    out[key] = {n: walk(s, path) for n, s in value.items()}
+                else:
+                    out[key] = walk(value, path)
+            elif key in _MANY and isinstance(value, list):
+                out[key] = [walk(s, path) for s in value]
+            else:
+                out[key] = value
+        return out
+
+    if '"pattern' not in _dumps(schema):
+        return schema
+    result = walk(schema, "")
+    return schema if result == schema else result
+
+
+def _dumps(schema: Any) -> str:
+    import json
+
+    return json.dumps(schema)
 
 
 def _escape(name: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import pydantic
 
-from extractor._drafts import normalize
+from extractor._drafts import normalize, python_patterns
 from extractor._errors import ErrorDetail, InvalidAnswer, SchemaError
 
 __all__ = [
@@ -349,6 +349,7 @@ def _compile_json_schema(schema: JSON) -> CompiledSchema[Any]:
     as Draft 2020-12 with every definition under `$defs` (`drafts.normalize`)."""
     import jsonschema  # imported here: only dict targets need it
 
+    schema = python_patterns(schema)  # ECMA 262 regular expressions, as Python reads them
     draft = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     # without `$schema`, the newest draft it is valid in (an older one's forms, such as
     # Draft-04's boolean exclusiveMinimum, are invalid in 2020-12)

@@ -9,6 +9,7 @@ non-strict `json_schema` in `auto`, before the first request, never by a 400.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -133,6 +134,77 @@ def test_a_reference_out_of_the_document_is_refused_with_its_path() -> None:
     with pytest.raises(SchemaError, match="outside this schema") as caught:
         compile_schema(schema)
     assert caught.value.path == "a"
+
+
+def test_resources_bundled_under_their_own_ids_resolve_as_the_drafts_say() -> None:
+    # two resources in one document, referring to each other by relative URI
+    schema = {
+        "$id": "https://example.com/tree",
+        "type": "object",
+        "properties": {"nodes": {"type": "array", "items": {"$ref": "node"}}},
+        "required": ["nodes"],
+        "definitions": {
+            "node": {
+                "$id": "https://example.com/node",
+                "type": "object",
+                "properties": {"value": {"type": "number"}, "subtree": {"$ref": "tree"}},
+                "required": ["value"],
+            }
+        },
+    }
+    compiled = compile_schema(schema)
+    for dialect in ("openai-strict", "openai", "mistral", "plain"):
+        refs = re.findall(r'"\$ref": "([^"]*)"', json.dumps(compiled.dialect(dialect)))
+        assert refs and all(ref.startswith("#/$defs/") for ref in refs)  # all local now
+    tree = {"nodes": [{"value": 1, "subtree": {"nodes": [{"value": 2}]}}]}
+    assert compiled.load(tree) == tree
+    with pytest.raises(InvalidAnswer):
+        compiled.load({"nodes": [{"value": 1, "subtree": {"nodes": [{"value": "two"}]}}]})
+
+
+def test_a_reference_to_a_metaschema_is_read_from_the_bundled_copy() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "title": {"$ref": "http://json-schema.org/draft-04/schema#/properties/title"}
+        },
+        "required": ["title"],
+    }
+    compiled = compile_schema(schema)
+    plain = compiled.dialect("plain")
+    assert plain["properties"]["title"] == {"$ref": "#/$defs/properties_title"}
+    assert plain["$defs"]["properties_title"] == {"type": "string"}
+    with pytest.raises(InvalidAnswer):
+        compiled.load({"title": 7})
+
+
+def test_ecma_named_groups_are_read_and_an_unreadable_pattern_is_left_out_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "version": {"type": "string", "pattern": "^(?<major>\\d+)\\.(?<minor>\\d+)$"},
+            "word": {"type": "string", "pattern": "^\\p{L}+$"},
+        },
+        "required": ["version", "word"],
+    }
+    with caplog.at_level("WARNING", logger="extractor"):
+        compiled = compile_schema(schema)
+    sent = compiled.dialect("openai")["properties"]
+    assert sent["version"]["pattern"] == "^(?P<major>\\d+)\\.(?P<minor>\\d+)$"
+    assert "pattern" not in sent["word"]
+    assert any("left out" in r.getMessage() and "p{L}" in r.getMessage() for r in caplog.records)
+    assert compiled.load({"version": "1.2", "word": "x"}) == {"version": "1.2", "word": "x"}
+    with pytest.raises(InvalidAnswer):
+        compiled.load({"version": "1.x", "word": "x"})
+
+
+def test_non_array_examples_are_made_2020_12() -> None:
+    # Draft-04 has no `examples` keyword, so any value passes its check; 2020-12 wants a list
+    schema = {"type": "object", "properties": {"v": {"type": "string", "examples": "3.15"}}}
+    v = compile_schema(schema).dialect("plain")["properties"]["v"]
+    assert v == {"type": "string", "examples": ["3.15"]}
 
 
 UNTYPED = {
