@@ -121,3 +121,15 @@ def test_client_is_reusable_across_providers(server):
         assert client.extract(Person, "Ann", model=model, mode="prompt") == Person(name="Ann")
     assert [r.model for r in server.requests] == ["a", "b", "c"]
     client.close()
+
+
+@pytest.mark.parametrize("preset", ["ollama", "vllm", "llamacpp"])
+def test_local_servers_get_the_token_limit_under_the_name_they_read(
+    make_client, server, preset: str
+) -> None:
+    # Ollama's and llama.cpp's request types know max_tokens only: the newer name would
+    # be dropped without a word, and the answer run as long as the server lets it
+    server.script(Answer(content='{"name": "Ann"}'))
+    make_client(preset).extract(Person, "Ann", mode="json_schema", max_completion_tokens=50)
+    body = server.requests[0].body or {}
+    assert body.get("max_tokens") == 50 and "max_completion_tokens" not in body

@@ -326,7 +326,12 @@ class Engine:
     def generate(
         self, prompt: Sequence[int], schema: dict[str, Any], *, max_tokens: int, **sampling: Any
     ) -> tuple[str, str, int]:
-        """Text generated after `prompt` under the schema's grammar: (text, finish, tokens)."""
+        """Text generated after `prompt` under the schema's grammar: (text, finish, tokens).
+
+        Raises DocumentTooLong when the prompt leaves no room in the context (a reask
+        carrying a long cut-off answer can grow past it), as a decode does.
+        """
+        self.fits(len(prompt) + 1)
         self.fit_threads()
         try:
             if not grammar_safe(schema):
