@@ -25,6 +25,19 @@ Example::
 Scripted items are consumed first-in first-out, one per chat request. When the script
 is empty, ``server.handler`` (a function of the `RecordedRequest`) is asked instead;
 when there is neither, the server answers 500 so a missing script is loud.
+
+The server also speaks two providers' batch APIs, so a batch client runs offline end to
+end: OpenAI's (``/v1/files``, ``/v1/batches``) and Mistral's (``/v1/files``,
+``/v1/batch/jobs``), sharing one store of files. Each request line of a batch is answered
+from the same script and handler as online calls, in input order, when the batch is
+polled; ``server.batch_lines`` records every line with its ``custom_id`` and batch. How a
+batch plays out is a `BatchOutcome`, taken in creation order from ``server.batch_script``
+(or asked of ``server.batch_handler``)::
+
+    server.batch_script(BatchOutcome(polls=2), BatchOutcome(expire_after=1))
+    server.script(Answer(content='{"name": "Ann"}'), Fault(500), Answer(content="{}"))
+    # first batch: validating -> in_progress -> finalizing -> completed on the 3rd poll;
+    # second batch: answers one line, then expires with the rest in its error file
 """
 
 from __future__ import annotations
@@ -47,10 +60,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeAlias, cast
 
+from extractor._batch_server import (
+    MISTRAL_MAX_LINES,
+    OPENAI_MAX_BYTES,
+    OPENAI_MAX_LINES,
+    BatchOutcome,
+    BatchStore,
+    BatchSubmission,
+    LineAnswer,
+    LineRequest,
+)
 from extractor._scripted import ScriptedBackend
 
 __all__ = [
     "Answer",
+    "BatchOutcome",
+    "BatchSubmission",
     "ChatServer",
     "Delay",
     "Drip",
@@ -77,6 +102,7 @@ _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODEL_PATHS = frozenset({"/v1/models", "/models"})
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
 _MAX_RESOLVE_STEPS = 100  # guards against a callable item that keeps returning callables
+_SEPARATE_BODY_WRITE = 1024 * 1024  # bodies above this are written apart from the head
 
 
 def _check_status(status: int) -> None:
@@ -111,6 +137,10 @@ class RecordedRequest:
 
     ``headers`` has lower-cased names. ``body`` is the parsed JSON object, or None when
     the body was not a JSON object; ``raw`` always holds the exact bytes.
+
+    A request line of a provider batch (``server.batch_lines``) is recorded the same way,
+    with ``custom_id`` and ``batch_id`` (the OpenAI batch or Mistral job it came in) set,
+    no headers, and ``raw`` holding the line's exact bytes in the input file.
     """
 
     method: str
@@ -118,6 +148,8 @@ class RecordedRequest:
     headers: dict[str, str]
     raw: bytes
     body: dict[str, Any] | None
+    custom_id: str | None = None
+    batch_id: str | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -146,9 +178,14 @@ class RecordedRequest:
     def __repr__(self) -> str:
         # Credentials must not end up in test logs or assertion messages.
         shown = {k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in self.headers.items()}
+        batch = (
+            f", custom_id={self.custom_id!r}, batch_id={self.batch_id!r}"
+            if self.batch_id is not None
+            else ""
+        )
         return (
             f"RecordedRequest(method={self.method!r}, path={self.path!r}, "
-            f"headers={shown!r}, body={self.body!r})"
+            f"headers={shown!r}, body={self.body!r}{batch})"
         )
 
 
@@ -376,7 +413,7 @@ that returns one (resolved when the request arrives)."""
 @dataclass(frozen=True)
 class _Response:
     status: int
-    body: bytes
+    body: bytes | memoryview  # a view of a stored batch file is sent without a copy
     content_type: str
     headers: Mapping[str, str]
 
@@ -401,6 +438,93 @@ def _tool_name(request: RecordedRequest) -> str:
             if isinstance(function, dict) and isinstance(function.get("name"), str):
                 return cast(str, function["name"])
     return "extract"
+
+
+def _render(
+    item: Answer | Fault | Raw,
+    request: RecordedRequest,
+    ids: Callable[[], int],
+    model: str | None = None,
+) -> _Response:
+    """The HTTP response an `Answer`, `Fault` or `Raw` stands for, as the chat path sends it."""
+    if isinstance(item, Raw):
+        body = item.body.encode() if isinstance(item.body, str) else item.body
+        return _Response(item.status, body, item.content_type, item.headers)
+    if isinstance(item, Fault):
+        if item.body is None:
+            message = f"ChatServer fault {item.status}"
+            payload = _error_body(message, _error_type(item.status), item.status)
+            return _json_response(item.status, payload, item.headers)
+        if isinstance(item.body, bytes):
+            return _Response(item.status, item.body, "text/plain", item.headers)
+        if isinstance(item.body, str):
+            text = item.body.encode()
+            return _Response(item.status, text, "text/plain; charset=utf-8", item.headers)
+        return _json_response(item.status, dict(item.body), item.headers)
+    return _json_response(item.status, _completion(item, request, ids, model), item.headers)
+
+
+def _completion(
+    answer: Answer, request: RecordedRequest, ids: Callable[[], int], model: str | None = None
+) -> dict[str, Any]:
+    """The ``chat.completion`` body of an `Answer`; ``model`` names it when nothing else does."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+    if answer.refusal is not None:
+        message["refusal"] = answer.refusal
+    if answer.tool_call is not None:
+        arguments = (
+            answer.tool_call
+            if isinstance(answer.tool_call, str)
+            else json.dumps(dict(answer.tool_call))
+        )
+        function = {"name": answer.tool_name or _tool_name(request), "arguments": arguments}
+        message["tool_calls"] = [{"id": f"call_{ids()}", "type": "function", "function": function}]
+    return {
+        "id": f"chatcmpl-{ids()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model or request.model or model or DEFAULT_MODEL,
+        "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
+        "usage": dict(answer.usage if answer.usage is not None else DEFAULT_USAGE),
+    }
+
+
+def _batch_answer(
+    item: Item, request: RecordedRequest, ids: Callable[[], int], model: str | None
+) -> LineAnswer:
+    """What the chat path would answer ``request`` with ``item``, for a batch line.
+
+    Pacing and connection faults have no meaning inside a provider's batch: delays do not
+    sleep, and a dropped connection (or a heartbeat that never answers) becomes a line
+    with an ``error`` and no ``response``.
+    """
+    current: Item = item
+    for _ in range(_MAX_RESOLVE_STEPS):
+        if isinstance(current, (Delay, Drip, Echo, Truncated)):
+            current = current.then
+        elif isinstance(current, Stream):
+            current = current.answer
+        elif isinstance(current, (Drop, Heartbeat)):
+            message = "ChatServer: the connection closed before an answer"
+            return LineAnswer(None, error_code="server_error", error_message=message)
+        elif isinstance(current, (Answer, Fault, Raw)):
+            response = _render(current, request, ids, model)
+            text = bytes(response.body)
+            try:
+                body: Any = json.loads(text)
+            except (ValueError, UnicodeDecodeError):
+                body = text.decode("utf-8", "replace")
+            if not isinstance(body, dict):
+                body = text.decode("utf-8", "replace")
+            return LineAnswer(response.status, body)
+        else:
+            try:
+                current = current(request)
+            except Exception as exc:  # a broken handler must be visible in the error file
+                message = f"ChatServer: scripted callable raised {exc!r}"
+                return LineAnswer(500, _error_body(message, "server_error"))
+    message = "ChatServer: scripted callables nested too deeply"
+    return LineAnswer(500, _error_body(message, "server_error"))
 
 
 # ---------------------------------------------------------------------------
@@ -508,7 +632,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         route = self.path.split("?", 1)[0].rstrip("/")
-        if route in _CHAT_PATHS:
+        reply = self._chat._batch_call(self.command, self.path, self._header_map(), raw)
+        if reply is not None:
+            self._send(reply)
+        elif route in _CHAT_PATHS:
             if self.command == "POST":
                 self._chat_completion(raw)
             else:
@@ -532,6 +659,13 @@ class _Handler(BaseHTTPRequestHandler):
         model = {"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "extractor"}
         return {"object": "list", "data": [model]}
 
+    def _header_map(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return headers
+
     def _chat_completion(self, raw: bytes) -> None:
         body: dict[str, Any] | None = None
         problem: str | None = None
@@ -544,11 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = parsed
             else:
                 problem = "ChatServer: request body must be a JSON object"
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        request = RecordedRequest(self.command, self.path, headers, raw, body)
+        request = RecordedRequest(self.command, self.path, self._header_map(), raw, body)
         item = self._chat._take(request, consume=problem is None)
         if problem is not None:
             self._send(_json_response(400, _error_body(problem, "invalid_request_error")))
@@ -613,43 +743,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(_json_response(500, _error_body(message, "server_error")))
 
     def _render(self, item: Answer | Fault | Raw, request: RecordedRequest) -> _Response:
-        if isinstance(item, Raw):
-            body = item.body.encode() if isinstance(item.body, str) else item.body
-            return _Response(item.status, body, item.content_type, item.headers)
-        if isinstance(item, Fault):
-            if item.body is None:
-                message = f"ChatServer fault {item.status}"
-                payload = _error_body(message, _error_type(item.status), item.status)
-                return _json_response(item.status, payload, item.headers)
-            if isinstance(item.body, bytes):
-                return _Response(item.status, item.body, "text/plain", item.headers)
-            if isinstance(item.body, str):
-                text = item.body.encode()
-                return _Response(item.status, text, "text/plain; charset=utf-8", item.headers)
-            return _json_response(item.status, dict(item.body), item.headers)
-        return _json_response(item.status, self._completion(item, request), item.headers)
-
-    def _completion(self, answer: Answer, request: RecordedRequest) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
-        if answer.refusal is not None:
-            message["refusal"] = answer.refusal
-        if answer.tool_call is not None:
-            arguments = (
-                answer.tool_call
-                if isinstance(answer.tool_call, str)
-                else json.dumps(dict(answer.tool_call))
-            )
-            function = {"name": answer.tool_name or _tool_name(request), "arguments": arguments}
-            call_id = f"call_{self._chat._next_id()}"
-            message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
-        return {
-            "id": f"chatcmpl-{self._chat._next_id()}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": answer.model or request.model or DEFAULT_MODEL,
-            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
-            "usage": dict(answer.usage if answer.usage is not None else DEFAULT_USAGE),
-        }
+        return _render(item, request, self._chat._next_id)
 
     def _send(self, response: _Response, keep: int | None = None, drip: Drip | None = None) -> None:
         try:
@@ -673,6 +767,19 @@ class _Handler(BaseHTTPRequestHandler):
         head = f"HTTP/1.1 {response.status} {phrase}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         body = response.body if keep is None else response.body[:keep]
+        if drip is None and len(body) > _SEPARATE_BODY_WRITE:
+            # A large body (a batch file of hundreds of MB) goes out as it is stored: one
+            # write for the head, one for the body, never a concatenated copy of both.
+            try:
+                self.wfile.write(head.encode("latin-1") + b"\r\n")
+                self.wfile.write(body)
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+                return
+            if keep is not None:
+                self._drop()
+            return
         data = head.encode("latin-1") + b"\r\n" + body
         try:
             if drip is not None:
@@ -903,9 +1010,22 @@ class ChatServer:
 
     It binds only loopback addresses so a test double is never reachable from the network.
     Use it as a context manager, or call `start` and `stop` yourself.
+
+    It also serves OpenAI's and Mistral's batch APIs (files, batches, batch jobs); see
+    `batch_script`. ``batch_max_lines`` and ``batch_max_bytes`` are the per-file limits
+    of an OpenAI batch (50,000 requests, 200 MB), ``mistral_batch_max_lines`` the
+    requests one Mistral job may hold; all three may be changed while the server runs.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        batch_max_lines: int = OPENAI_MAX_LINES,
+        batch_max_bytes: int = OPENAI_MAX_BYTES,
+        mistral_batch_max_lines: int = MISTRAL_MAX_LINES,
+    ) -> None:
         self._host, self._family = _bind_family(host)
         self._requested_port = port
         self._lock = threading.Lock()
@@ -918,6 +1038,18 @@ class ChatServer:
         self._stopping = threading.Event()
         self.handler: Callable[[RecordedRequest], Item] | None = None
         """Asked for an item when the script is empty; None means answer 500."""
+        self._batch_queue: deque[BatchOutcome] = deque()
+        self._batch_lines: list[RecordedRequest] = []
+        self._batch_calls: list[RecordedRequest] = []
+        self.batch_handler: Callable[[BatchSubmission], BatchOutcome] | None = None
+        """Asked for a new batch's outcome when the batch script is empty; None: default."""
+        self._batches = BatchStore(
+            self._answer_line,
+            self._choose_outcome,
+            max_lines=batch_max_lines,
+            max_bytes=batch_max_bytes,
+            mistral_max_lines=mistral_batch_max_lines,
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -1000,11 +1132,131 @@ class ChatServer:
             return list(self._requests)
 
     def reset(self) -> None:
-        """Forget the script, the handler and the recorded requests."""
+        """Forget the scripts, the handlers and the recorded requests and batch lines.
+
+        Stored files and batches stay: they live as long as the server.
+        """
         with self._lock:
             self._queue.clear()
             self._requests.clear()
             self.handler = None
+            self._batch_queue.clear()
+            self._batch_lines.clear()
+            self._batch_calls.clear()
+            self.batch_handler = None
+
+    # -- provider batch APIs ------------------------------------------------
+
+    def batch_script(self, *outcomes: BatchOutcome) -> None:
+        """Append outcomes to the batch script; each new batch or Mistral job takes one.
+
+        Batches take outcomes in the order they are created, OpenAI's and Mistral's alike.
+        When the script is empty, ``batch_handler`` (a function of the `BatchSubmission`)
+        is asked; without one a batch gets ``BatchOutcome()``: it completes on the first
+        poll after creation. The batch's request lines are answered from the chat script
+        and ``handler``, one item per line in input order, exactly as online calls are::
+
+            server.batch_script(BatchOutcome(polls=2), BatchOutcome(expire_after=1))
+            server.script(Answer(content='{"name": "Ann"}'), Fault(429))
+        """
+        for outcome in outcomes:
+            if not isinstance(outcome, BatchOutcome):
+                raise TypeError(f"batch_script takes BatchOutcome items, got {outcome!r}")
+        with self._lock:
+            self._batch_queue.extend(outcomes)
+
+    @property
+    def pending_batch_outcomes(self) -> int:
+        """How many scripted batch outcomes are still unconsumed."""
+        with self._lock:
+            return len(self._batch_queue)
+
+    @property
+    def batch_lines(self) -> list[RecordedRequest]:
+        """A snapshot of every batch request line answered so far, in the order they ran.
+
+        Each has ``custom_id`` and ``batch_id`` set: a test can count how often a
+        document's line was submitted across batches, OpenAI's and Mistral's.
+        """
+        with self._lock:
+            return list(self._batch_lines)
+
+    @property
+    def batch_calls(self) -> list[RecordedRequest]:
+        """A snapshot of every request to the files and batch endpoints, in arrival order.
+
+        ``body`` is the parsed JSON object (None for uploads, whose ``raw`` is the
+        multipart body).
+        """
+        with self._lock:
+            return list(self._batch_calls)
+
+    def file_content(self, file_id: str) -> bytes:
+        """The content of a stored file (uploaded or produced by a batch)."""
+        content = self._batches.file_bytes(file_id)
+        if content is None:
+            raise KeyError(file_id)
+        return content
+
+    @property
+    def batch_max_lines(self) -> int:
+        """Requests one OpenAI batch input file may hold (default 50,000)."""
+        return self._batches.max_lines
+
+    @batch_max_lines.setter
+    def batch_max_lines(self, value: int) -> None:
+        self._batches.max_lines = value
+
+    @property
+    def batch_max_bytes(self) -> int:
+        """Bytes one OpenAI batch input file may hold (default 200 MB)."""
+        return self._batches.max_bytes
+
+    @batch_max_bytes.setter
+    def batch_max_bytes(self, value: int) -> None:
+        self._batches.max_bytes = value
+
+    @property
+    def mistral_batch_max_lines(self) -> int:
+        """Requests one Mistral batch job may hold (default 1,000,000)."""
+        return self._batches.mistral_max_lines
+
+    @mistral_batch_max_lines.setter
+    def mistral_batch_max_lines(self, value: int) -> None:
+        self._batches.mistral_max_lines = value
+
+    def _batch_call(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> _Response | None:
+        reply = self._batches.handle(method, target, headers, raw)
+        if reply is None:
+            return None
+        body: dict[str, Any] | None = None
+        if "json" in headers.get("content-type", ""):
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                parsed = json.loads(raw)
+                body = parsed if isinstance(parsed, dict) else None
+        with self._lock:
+            self._batch_calls.append(RecordedRequest(method, target, headers, raw, body))
+        return _Response(reply.status, reply.body, reply.content_type, reply.headers)
+
+    def _choose_outcome(self, submission: BatchSubmission) -> BatchOutcome:
+        with self._lock:
+            if self._batch_queue:
+                return self._batch_queue.popleft()
+            handler = self.batch_handler
+        return BatchOutcome() if handler is None else handler(submission)
+
+    def _answer_line(self, line: LineRequest) -> LineAnswer:
+        request = RecordedRequest(
+            "POST", line.path, {}, line.raw, line.body, line.custom_id, line.batch_id
+        )
+        with self._lock:
+            self._batch_lines.append(request)
+            item = self._queue.popleft() if self._queue else self.handler
+        if item is None:
+            return LineAnswer(500, _error_body(_NO_ANSWER_MESSAGE, "server_error"))
+        return _batch_answer(item, request, self._next_id, line.model)
 
     def __repr__(self) -> str:
         where = self.base_url if self._server is not None else "stopped"

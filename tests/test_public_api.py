@@ -46,6 +46,7 @@ PUBLIC = {
     "extractor.testing": {
         *("Answer", "ChatServer", "Delay", "Drip", "Drop", "Echo", "Fault", "Heartbeat"),
         *("Item", "Raw", "RecordedRequest", "ScriptedBackend", "Stream", "Truncated"),
+        *("BatchOutcome", "BatchSubmission"),
     },
     "extractor.batch": {
         *("BatchJob", "BatchResult", "Document", "DocumentError", "Limiter", "Source"),
