@@ -271,7 +271,19 @@ def _add_batch(commands: Any) -> None:
     add("input", metavar="INPUT", help="a folder, a .jsonl or .csv file, or - (JSONL)")
     add("-o", "--output", metavar="OUT.jsonl", required=True, help="records, one JSON line each")
     add("--failures", metavar="PATH", help="failures (default: OUT.failures.jsonl)")
-    add("--concurrency", type=_positive_int, default=16, metavar="N", help="default: 16")
+    add(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="documents in flight (default: 16; with --via batch-api, 50000: a batch file)",
+    )
+    add(
+        "--via",
+        choices=("online", "batch-api"),
+        default="online",
+        help="online requests (default), or the provider's batch API: half the price, "
+        "answers within 24 h (OpenAI, Mistral); state kept in OUT.batch-api.sqlite",
+    )
     add("--rpm", type=_positive_float, metavar="N", help="at most N requests a minute")
     add("--tpm", type=_positive_float, metavar="N", help="at most N tokens a minute")
     add("--max-cost", type=_positive_float, metavar="USD", help="start no document past this cost")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,29 @@ from extractor._client import Client
 from extractor._errors import UsageError
 from extractor._exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MAX_COST, EXIT_OK
 from extractor._params import check_params
+from extractor._retry import RetryPolicy
+from extractor.batch._api import MAX_LINES, BatchAPIBackend, shape_of
 from extractor.batch._job import BatchJob, failures_path
 from extractor.batch._sources import SourceError, open_source
 from extractor.batch._store import StoreError, check_writable
 
 __all__ = ["run"]
+
+
+def _batch_backend(output: Path, *, restart: bool) -> BatchAPIBackend:
+    """The batch-API backend of a job writing `output`, its state beside it."""
+    state = output.with_name(output.name + ".batch-api.sqlite")
+    folder = output.with_name(output.name + ".batch-api")
+    if restart:
+        for path in (
+            state,
+            state.with_name(state.name + "-wal"),
+            state.with_name(state.name + "-shm"),
+        ):
+            path.unlink(missing_ok=True)
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    return BatchAPIBackend(state, folder)
 
 
 def run(args: argparse.Namespace, target: Any) -> int:
@@ -34,19 +53,29 @@ def run(args: argparse.Namespace, target: Any) -> int:
     failures = Path(args.failures) if args.failures else failures_path(output)
     summary_json = Path(args.summary_json) if args.summary_json else None
     params = check_params(dict(args.param))
+    via_batch = args.via == "batch-api"
+    concurrency = args.concurrency or (MAX_LINES if via_batch else 16)
+    backend = _batch_backend(output, restart=args.restart) if via_batch else None
     client = Client(
         args.model,
         base_url=args.base_url,
         mode=args.mode,
         max_retries=args.max_retries,
         timeout=args.timeout,
-        deadline=args.deadline,
-        max_connections=args.concurrency,
+        # a batch answers within its window (24 h): no deadline, and a failed line is
+        # sent again in the next batch at once (the batch itself is the wait)
+        deadline=None if via_batch else args.deadline,
+        retry=RetryPolicy(initial=0.0, jitter=0.0, max_elapsed=None) if via_batch else None,
+        max_connections=min(concurrency, 1000),
+        backend=backend,
         **params,
     )
     try:
         if summary_json is not None:
             check_writable(summary_json)  # before the job, not after it
+        endpoint = client.prepare(target, "").endpoint
+        if via_batch:
+            shape_of(endpoint)  # a provider without a batch API is told so, before anything
         client.check(target)  # before reading any input: stdin may be a terminal
         source = open_source(
             args.input,
@@ -60,7 +89,7 @@ def run(args: argparse.Namespace, target: Any) -> int:
             source,
             output,
             failures,
-            concurrency=args.concurrency,
+            concurrency=concurrency,
             rpm=args.rpm,
             tpm=args.tpm,
             max_cost=args.max_cost,
@@ -73,6 +102,8 @@ def run(args: argparse.Namespace, target: Any) -> int:
         raise UsageError(str(exc)) from None
     finally:
         client.close()
+        if backend is not None:
+            backend.close()
     print(summary.text(), file=sys.stderr)
     if summary_json is not None:
         try:

@@ -442,9 +442,11 @@ class Client:
         await self.aclose_loop()
 
     async def aclose_loop(self) -> None:
-        """Close the connections of the running event loop only."""
+        """Close the connections of the running event loop only (a given backend's too)."""
         if self._pools is not None:
             await self._pools.aclose_loop()
+        if self._given is not None:
+            await self._given.aclose()
 
     def __enter__(self) -> Client:
         return self

@@ -91,6 +91,9 @@ class Provider:
     #: model does not (it picks its likeliest reading, or null always, for an optional
     #: field), so the chunks of a long document ask it for the target as declared.
     tells_absence: bool = True
+    #: The shape of its batch API (files and batch jobs), `openai` or `mistral`; None
+    #: when it has none (`extractor.batch._api`).
+    batch_api: str | None = None
 
 
 OPENAI_DIALECT: Final = Dialect(loose_schema_dialect="openai")
@@ -124,14 +127,23 @@ PROVIDERS: Final[Mapping[str, Provider]] = {
             "OPENAI_API_KEY",
             OPENAI_DIALECT,
             "OPENAI_BASE_URL",
+            batch_api="openai",
         ),
-        Provider("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", MISTRAL_DIALECT),
+        Provider(
+            "mistral",
+            "https://api.mistral.ai/v1",
+            "MISTRAL_API_KEY",
+            MISTRAL_DIALECT,
+            batch_api="mistral",
+        ),
         Provider(
             "ollama",
             "http://127.0.0.1:11434/v1",
             None,
             Dialect(
                 schema_dialect="plain",
+                # its ChatCompletionRequest reads max_tokens only (ollama/openai/openai.go)
+                renames={"max_completion_tokens": "max_tokens"},
                 modes=("json_schema", "json_object", "prompt"),
                 strict_tools=False,
                 strict_json_schema=False,

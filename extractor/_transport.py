@@ -28,6 +28,8 @@ from extractor._sse import SSEDecoder, SSEEvent
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "acall",
+    "adownload",
     "aopen_stream",
     "apost",
     "aread_stream",
@@ -329,6 +331,83 @@ async def apost(client: httpx.AsyncClient, endpoint: Endpoint, body: Any, *, tim
     except httpx.HTTPError as exc:
         raise _translate(exc, endpoint, timeout) from None
     return _finish(response, text, endpoint)
+
+
+# --- the provider's other endpoints (files, batches) --------------------------------------
+
+
+async def acall(
+    client: httpx.AsyncClient,
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    *,
+    json_body: Any = None,
+    files: Any = None,
+    data: Any = None,
+    timeout: float,
+) -> Any:
+    """One request to `endpoint.base_url + path`; its JSON body, or the `APIError` it is.
+
+    The same key masking, error reading and size cap as a chat completion.
+    """
+    _remember(endpoint.api_key)
+    expires = time.monotonic() + timeout
+    content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
+    headers = dict(endpoint.headers())
+    if content is not None:
+        headers["Content-Type"] = "application/json"
+
+    async def exchange() -> tuple[httpx.Response, str]:
+        request = client.build_request(
+            method,
+            f"{endpoint.base_url}{path}",
+            content=content,
+            files=files,
+            data=data,
+            headers=headers,
+        )
+        response = await client.send(request, stream=True)
+        try:
+            read = _aread(response.aiter_bytes(), endpoint, expires, timeout)
+            return response, _text(await read, endpoint)
+        finally:
+            await response.aclose()
+
+    try:
+        response, text = await asyncio.wait_for(exchange(), timeout)
+    except asyncio.TimeoutError:
+        raise _timed_out(endpoint, timeout) from None
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint, timeout) from None
+    return _finish(response, text, endpoint)
+
+
+async def adownload(
+    client: httpx.AsyncClient, endpoint: Endpoint, path: str, target: Any, *, timeout: float
+) -> int:
+    """Stream `endpoint.base_url + path` into the binary file `target`; the bytes written.
+
+    No size cap (a batch's output file may hold gigabytes); `timeout` bounds each read.
+    """
+    _remember(endpoint.api_key)
+    url = f"{endpoint.base_url}{path}"
+    written = 0
+    try:
+        request = client.build_request("GET", url, headers=endpoint.headers())
+        response = await client.send(request, stream=True)
+        try:
+            if response.status_code >= 300:
+                body = _text(await response.aread(), endpoint)
+                _finish(response, body, endpoint)  # raises the error it is
+            async for chunk in response.aiter_bytes():
+                target.write(chunk)
+                written += len(chunk)
+        finally:
+            await response.aclose()
+    except httpx.HTTPError as exc:
+        raise _translate(exc, endpoint, timeout) from None
+    return written
 
 
 # --- streaming: server-sent events -----------------------------------------------------
