@@ -278,6 +278,24 @@ def _add_batch(commands: Any) -> None:
         help="documents in flight (default: 16; with --via batch-api, 50000: a batch file)",
     )
     add(
+        "--reask",
+        choices=("batch", "online"),
+        default="batch",
+        help="with --via batch-api: re-ask invalid answers in the next batch (default), or "
+        "online at once",
+    )
+    add(
+        "--status",
+        action="store_true",
+        help="with --via batch-api: show the job's batches as the provider sees them; run nothing",
+    )
+    add(
+        "--cancel",
+        action="store_true",
+        help="with --via batch-api: cancel the job's unfinished batches (a rerun reads what "
+        "they answered and sends the rest again); run nothing",
+    )
+    add(
         "--via",
         choices=("online", "batch-api"),
         default="online",

@@ -23,7 +23,7 @@ from extractor._errors import UsageError
 from extractor._exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MAX_COST, EXIT_OK
 from extractor._params import check_params
 from extractor._retry import RetryPolicy
-from extractor.batch._api import MAX_LINES, BatchAPIBackend, shape_of
+from extractor.batch._api import MAX_LINES, BatchAPIBackend, inspect, shape_of
 from extractor.batch._job import BatchJob, failures_path
 from extractor.batch._sources import SourceError, open_source
 from extractor.batch._store import StoreError, check_writable
@@ -31,9 +31,36 @@ from extractor.batch._store import StoreError, check_writable
 __all__ = ["run"]
 
 
+def _state_path(output: Path) -> Path:
+    return output.with_name(output.name + ".batch-api.sqlite")
+
+
+def _inspect(args: argparse.Namespace, target: Any, output: Path, *, cancel: bool) -> int:
+    """`--status` / `--cancel`: the job's batches, one line each; nothing else runs."""
+    import asyncio
+
+    state = _state_path(output)
+    if not state.exists():
+        raise UsageError(f"no batch-API job writes {output} (no {state})")
+    client = Client(args.model, base_url=args.base_url)
+    try:
+        endpoint = client.prepare(target, "").endpoint
+        rows = asyncio.run(inspect(state, endpoint, cancel=cancel))
+    finally:
+        client.close()
+    for row in rows:
+        print(
+            f"{row['part']}: {row['lines']} lines, {row['answered']} answered, "
+            f"batch {row['batch'] or '(not created)'}: {row['provider'] or row['job']}"
+        )
+    if not rows:
+        print("no batch submitted yet")
+    return EXIT_OK
+
+
 def _batch_backend(output: Path, *, restart: bool) -> BatchAPIBackend:
     """The batch-API backend of a job writing `output`, its state beside it."""
-    state = output.with_name(output.name + ".batch-api.sqlite")
+    state = _state_path(output)
     folder = output.with_name(output.name + ".batch-api")
     if restart:
         for path in (
@@ -55,7 +82,15 @@ def run(args: argparse.Namespace, target: Any) -> int:
     params = check_params(dict(args.param))
     via_batch = args.via == "batch-api"
     concurrency = args.concurrency or (MAX_LINES if via_batch else 16)
+    if (args.status or args.cancel or args.reask != "batch") and not via_batch:
+        raise UsageError("--status, --cancel and --reask go with --via batch-api")
+    if via_batch and (args.status or args.cancel):
+        return _inspect(args, target, output, cancel=args.cancel)
     backend = _batch_backend(output, restart=args.restart) if via_batch else None
+    if backend is not None and args.reask == "online":
+        from extractor._http import HTTPBackend, Pools
+
+        backend.online = HTTPBackend(Pools(timeout=args.timeout))
     client = Client(
         args.model,
         base_url=args.base_url,
@@ -105,6 +140,12 @@ def run(args: argparse.Namespace, target: Any) -> int:
         if backend is not None:
             backend.close()
     print(summary.text(), file=sys.stderr)
+    if backend is not None:
+        print(
+            f"batch API: {backend.submitted_batches} batch(es), {backend.submitted_lines} "
+            f"request line(s) submitted by this run; state in {_state_path(output)}",
+            file=sys.stderr,
+        )
     if summary_json is not None:
         try:
             summary_json.write_text(json.dumps(summary.report(), indent=2) + "\n")

@@ -30,6 +30,8 @@ from extractor.batch import BatchJob, open_source
 from extractor.batch._api import BatchAPIBackend
 from extractor.testing import Answer, BatchOutcome, ChatServer, Fault, Item, RecordedRequest
 from tests.processes import child_env
+from tests.test_batch_server import valid
+from tests.wire import check_mistral_body, check_openai_body
 
 SCHEMA = """\
 from pydantic import BaseModel
@@ -115,10 +117,14 @@ def test_records_come_back_as_online_and_invalid_answers_are_reasked_in_a_later_
     assert not server.requests  # nothing went to the online endpoint
     for recorded in batch_lines:
         body = recorded.body or {}
-        if provider == "openai":
+        if provider == "openai":  # the line as OpenAI's spec defines it, and its body
             assert body["model"] == "test-model"
+            valid("BatchRequestInput", json.loads(recorded.raw))
+            check_openai_body(body)
         else:  # Mistral takes the model on the job
             assert "model" not in body
+            assert set(json.loads(recorded.raw)) == {"custom_id", "body"}
+            check_mistral_body({**body, "model": "test-model"})
 
 
 def test_each_line_carries_the_online_body_byte_for_byte(
@@ -299,3 +305,71 @@ def test_two_thousand_documents_with_faults_and_three_kills_end_once_and_none_se
     expired = {name_of(r) for r in first_batch[1500:]}  # the lines it never ran
     for (name, _body), count in sent.items():
         assert count == 1 or (count == 2 and (name in failing or name in expired)), name
+
+
+def cli(tmp_path: Path, server: ChatServer, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`extractor batch ... --via batch-api` over docs.jsonl, as a user runs it."""
+    argv = [
+        sys.executable, "-m", "extractor", "batch", str(tmp_path / "person.py") + ":Person",
+        str(tmp_path / "docs.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--via", "batch-api",
+        "--model", "openai/test-model", "--base-url", server.base_url, "--mode", "json_schema",
+        *extra,
+    ]  # fmt: skip
+    return subprocess.run(
+        argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_reask_online_sends_the_reasks_online_at_once(server: ChatServer, tmp_path: Path) -> None:
+    ids = write_docs(tmp_path / "docs.jsonl", 12)
+    (tmp_path / "person.py").write_text(SCHEMA)
+    wrong = set(ids[:4])
+
+    def handle(request: RecordedRequest) -> Item:
+        name = name_of(request)
+        if name in wrong and request.custom_id is not None:  # the batch line: wrong
+            return Answer(content=json.dumps({"name": name, "age": "thirty"}))
+        return Answer(content=json.dumps({"name": name, "age": 30}))
+
+    server.handler = handle
+    done = cli(tmp_path, server, "--reask", "online")
+    assert done.returncode == 0, done.stderr
+    assert set(lines(tmp_path / "out.jsonl")) == set(ids)
+    assert len(server.batch_lines) == 12 and len({r.batch_id for r in server.batch_lines}) == 1
+    assert sorted(name_of(r) for r in server.requests) == sorted(wrong)  # the reasks, online
+    assert "1 batch(es), 12 request line(s) submitted" in done.stderr
+
+
+def test_status_and_cancel_show_and_stop_the_batches_in_flight(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    write_docs(tmp_path / "docs.jsonl", 5)
+    (tmp_path / "person.py").write_text(SCHEMA)
+    assert cli(tmp_path, server, "--status").returncode == 2  # no job yet: said so
+    server.handler = lambda request: Answer(
+        content=json.dumps({"name": name_of(request), "age": 30})
+    )
+    server.batch_script(BatchOutcome(polls=10_000, lines_per_poll=2))
+    argv = [
+        sys.executable, "-m", "extractor", "batch", str(tmp_path / "person.py") + ":Person",
+        str(tmp_path / "docs.jsonl"), "-o", str(tmp_path / "out.jsonl"), "--via", "batch-api",
+        "--model", "openai/test-model", "--base-url", server.base_url, "--mode", "json_schema",
+    ]  # fmt: skip
+    child = subprocess.Popen(argv, cwd=tmp_path, env=child_env(), stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.batch_lines) < 2:
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    status = cli(tmp_path, server, "--status")
+    assert status.returncode == 0 and re.search(
+        r"part-00000: 5 lines, .*in_progress", status.stdout
+    )
+    cancelled = cli(tmp_path, server, "--cancel")
+    assert cancelled.returncode == 0 and "cancel" in cancelled.stdout
+    done = cli(tmp_path, server)  # reads what the batch answered, sends the rest again
+    assert done.returncode == 0, done.stderr
+    assert len(lines(tmp_path / "out.jsonl")) == 5

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     import httpx
 
     from extractor._providers import Endpoint
-    from extractor.backend import Request, StreamItem
+    from extractor.backend import Backend, Request, StreamItem
 
-__all__ = ["MAX_BYTES", "MAX_LINES", "BatchAPIBackend", "Shape", "shape_of"]
+__all__ = ["MAX_BYTES", "MAX_LINES", "BatchAPIBackend", "Shape", "inspect", "shape_of"]
 
 logger = logging.getLogger("extractor.batch")
 
@@ -154,6 +154,7 @@ class BatchAPIBackend:
         linger: float = 1.0,
         poll: tuple[float, float] = POLL,
         timeout: float = 600.0,
+        online: Backend | None = None,
     ) -> None:
         if max_lines < 1 or max_bytes < 1024:
             raise ConfigurationError("a batch file needs room for one line at least")
@@ -163,6 +164,8 @@ class BatchAPIBackend:
         self.linger = linger
         self.poll = poll
         self.timeout = timeout
+        #: Where reasks go instead of the next batch (`--reask online`), if anywhere.
+        self.online = online
         folder.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(state, isolation_level=None, check_same_thread=False)
         self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + _SCHEMA)
@@ -193,6 +196,8 @@ class BatchAPIBackend:
         raise ConfigurationError("a batch API cannot stream; use the online job to stream")
 
     async def acomplete(self, request: Request) -> Answer:
+        if self.online is not None and request.attempt > 1:  # a reask: online, at once
+            return await self.online.acomplete(request)
         self._start(request.endpoint)
         shape = shape_of(request.endpoint)
         body = HTTPBackend.body(request)
@@ -230,6 +235,8 @@ class BatchAPIBackend:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self.online is not None:
+            await self.online.aclose()
 
     def close(self) -> None:
         """Close the state file (after `aclose`)."""
@@ -444,6 +451,46 @@ class BatchAPIBackend:
 
     def _count(self, query: str) -> int:
         return int(self._db.execute(query).fetchone()[0])
+
+
+async def inspect(state: Path, endpoint: Endpoint, *, cancel: bool = False) -> list[dict[str, Any]]:
+    """The batches of a job (from its state file), as the provider sees them now.
+
+    With `cancel`, each batch not finished is cancelled first: what it answered is
+    kept by the provider, and the next run of the job reads it and sends the rest again.
+    """
+    import httpx
+
+    shape = shape_of(endpoint)
+    db = sqlite3.connect(state)
+    try:
+        parts = db.execute("SELECT id, lines, batch_id, status FROM parts ORDER BY id").fetchall()
+        answered = dict(
+            db.execute(
+                "SELECT part, COUNT(*) FROM lines WHERE status = 'answered' GROUP BY part"
+            ).fetchall()
+        )
+    finally:
+        db.close()
+    rows = []
+    async with httpx.AsyncClient(timeout=60.0) as http:
+        for part, lines, batch_id, status in parts:
+            row: dict[str, Any] = {
+                "part": part,
+                "lines": lines,
+                "answered": answered.get(part, 0),
+                "batch": batch_id,
+                "job": status,
+                "provider": None,
+            }
+            if batch_id is not None and status != "done":
+                if cancel:
+                    cancel_path = shape.get_path + batch_id + "/cancel"
+                    await acall(http, endpoint, "POST", cancel_path, timeout=60.0)
+                got = await acall(http, endpoint, "GET", shape.get_path + batch_id, timeout=60.0)
+                row["provider"] = got.get("status")
+            rows.append(row)
+    return rows
 
 
 def _answer(mode: str, result: dict[str, Any]) -> Answer:
