@@ -70,9 +70,11 @@ def lines(path: Path) -> dict[str, dict[str, Any]]:
     return {line["id"]: line for line in map(json.loads, path.read_text().splitlines())}
 
 
-def job(server: ChatServer, tmp_path: Path, source: Path, provider: str = "openai") -> BatchJob:
+def job(
+    server: ChatServer, tmp_path: Path, source: Path, provider: str = "openai", **limits: int
+) -> BatchJob:
     backend = BatchAPIBackend(
-        tmp_path / "state.sqlite", tmp_path / "parts", linger=0.2, poll=(0.01, 0.05)
+        tmp_path / "state.sqlite", tmp_path / "parts", linger=0.2, poll=(0.01, 0.05), **limits
     )
     client = Client(
         f"{provider}/test-model",
@@ -373,3 +375,27 @@ def test_status_and_cancel_show_and_stop_the_batches_in_flight(
     done = cli(tmp_path, server)  # reads what the batch answered, sends the rest again
     assert done.returncode == 0, done.stderr
     assert len(lines(tmp_path / "out.jsonl")) == 5
+
+
+def test_inputs_past_a_files_line_or_byte_limit_are_split_across_batches(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    ids = write_docs(tmp_path / "docs.jsonl", 25)
+    server.handler = lambda request: Answer(
+        content=json.dumps({"name": name_of(request), "age": 30})
+    )
+    summary = job(server, tmp_path, tmp_path / "docs.jsonl", max_lines=10).run()
+    assert summary.done == 25
+    per_batch = Counter(r.batch_id for r in server.batch_lines)
+    assert sorted(per_batch.values()) == [5, 10, 10]
+
+    one_line = len((tmp_path / "parts" / "part-00000.jsonl").read_bytes().splitlines()[0])
+    server.reset()
+    server.handler = lambda request: Answer(
+        content=json.dumps({"name": name_of(request), "age": 30})
+    )
+    second = tmp_path / "second"
+    second.mkdir()
+    summary = job(server, second, tmp_path / "docs.jsonl", max_bytes=4 * one_line + 10).run()
+    assert summary.done == 25 and set(lines(second / "out.jsonl")) == set(ids)
+    assert max(Counter(r.batch_id for r in server.batch_lines).values()) == 4
