@@ -37,6 +37,7 @@ from extractor._errors import (
     ConfigurationError,
     ExtractorError,
     InputError,
+    InvalidAnswer,
     SchemaError,
     UsageError,
     json_kind,
@@ -141,11 +142,14 @@ relative to the input's folder; --path-field renames it): PDF, DOCX, HTML or tex
 
 OUT gets one JSON line per extracted document, as it finishes:
   {"id", "record", "usage": {prompt_tokens, completion_tokens, total_tokens, cost},
-   "attempts", "model", "mode", "elapsed_s"}
+   "attempts", "model", "mode", "elapsed_s", "schema" (its fingerprint)}
+and, for a document read in chunks, "chunks", "pages" (field -> pages) and "conflicts";
 the failures file one line per document without a record (empty, not UTF-8, invalid
 answers after every re-ask, ...):
   {"id", "error": {"type", "message"}, "attempts", "raw" (last answer), "usage", "model",
-   "elapsed_s"}
+   "elapsed_s", "schema"}
+A resumed job stops if OUT was written under another schema (--schema-changed keep goes
+on); `extractor validate SCHEMA OUT` lists the records that no longer fit.
 
 Resume is the default: rerunning skips every id already in either file, so after a
 crash, Ctrl-C or kill -9 each document still ends up exactly once in one of them.
@@ -256,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_batch(commands: Any) -> None:
     """The `batch` command's options; the command itself lives in `extractor._cli_batch`."""
+    validate = commands.add_parser(
+        "validate",
+        help="check stored records against a schema",
+        description=(
+            'Check every record of a batch output file (JSON lines with a "record") '
+            "against SCHEMA; print each one that no longer fits, with the path and why. "
+            "Exit 1 if any does, 0 if all fit."
+        ),
+    )
+    validate.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
+    validate.add_argument("file", metavar="FILE", help="a batch output file (JSON lines)")
+    _add_verbose(validate, default=argparse.SUPPRESS)
+    validate.set_defaults(handler=_validate)
+
     batch = commands.add_parser(
         "batch",
         help="extract every document of a folder, JSONL or CSV into JSON lines; resumable",
@@ -315,6 +333,12 @@ def _add_batch(commands: Any) -> None:
     )
     add("--restart", action="store_true", help="delete OUT and the failures file; start over")
     add("--retry-failures", action="store_true", help="delete the failures file; run them again")
+    add(
+        "--schema-changed",
+        choices=("stop", "keep"),
+        default="stop",
+        help="when OUT was written under another schema: stop (default) or keep going",
+    )
     add("--summary-json", metavar="PATH", help="also write the summary as JSON to PATH")
     _add_model_options(batch)
     _add_verbose(batch, default=argparse.SUPPRESS)
@@ -457,6 +481,48 @@ def _schema(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    compiled = compile_schema(load_target(args.schema))
+    path = Path(args.file)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    checked = wrong = other = skipped = 0
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                _emit(f"line {number}: not JSON")
+                wrong += 1
+                continue
+            if not isinstance(line, dict) or "record" not in line:
+                skipped += 1  # a failure line: nothing to check
+                continue
+            checked += 1
+            if line.get("schema") not in (None, compiled.fingerprint):
+                other += 1
+            record = line["record"]
+            data = {compiled.wrap_key: record} if compiled.wrap_key else record
+            try:
+                compiled.load(data)
+            except InvalidAnswer as exc:
+                wrong += 1
+                where = line.get("id", f"line {number}")
+                for error in exc.errors:
+                    _emit(f"{where}: {error.path or '(root)'}: {error.message}")
+    print(
+        f"extractor: {checked} record(s) checked, {wrong} do not fit {compiled.name}"
+        + (f"; {other} were written under another schema" if other else "")
+        + (f"; {skipped} line(s) without a record skipped" if skipped else ""),
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if wrong else EXIT_OK
 
 
 def _eval(args: argparse.Namespace) -> int:

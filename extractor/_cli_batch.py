@@ -130,6 +130,7 @@ def run(args: argparse.Namespace, target: Any) -> int:
             max_cost=args.max_cost,
             restart=args.restart,
             retry_failures=args.retry_failures,
+            schema_changed_ok=args.schema_changed == "keep",
             progress=sys.stderr if sys.stderr.isatty() else None,
         )
         summary = job.run()

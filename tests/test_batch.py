@@ -211,7 +211,16 @@ def test_job_writes_one_line_per_document_and_resumes(server: ChatServer, tmp_pa
     lines = read_lines(out)
     assert sorted(line["id"] for line in lines) == ids
     first = lines[0]
-    assert set(first) == {"id", "record", "usage", "attempts", "model", "mode", "elapsed_s"}
+    assert set(first) == {
+        "id",
+        "record",
+        "usage",
+        "attempts",
+        "model",
+        "mode",
+        "elapsed_s",
+        "schema",
+    }
     assert first["record"] == {"name": f"P{first['id']}", "age": 30}
     assert (first["attempts"], first["model"], first["mode"]) == (
         1,

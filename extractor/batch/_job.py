@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -37,7 +38,7 @@ from extractor._schema import compile_schema
 from extractor.batch._limiter import Limiter
 from extractor.batch._runner import BatchResult, Window, release_pool
 from extractor.batch._sources import Document, Source
-from extractor.batch._store import Store
+from extractor.batch._store import Store, StoreError
 
 if TYPE_CHECKING:
     from extractor._client import Client
@@ -227,6 +228,7 @@ class BatchJob:
         options: Mapping[str, Any] | None = None,
         progress: TextIO | None = None,
         grace: float = DEFAULT_GRACE,
+        schema_changed_ok: bool = False,
     ) -> None:
         self.client = client
         self.target = target
@@ -241,8 +243,14 @@ class BatchJob:
         self.options = dict(options or {})
         self.progress = progress
         self.grace = grace
+        #: Go on when OUT was written under another schema (its lines keep theirs).
+        self.schema_changed_ok = schema_changed_ok
         self.summary = Summary(str(output), str(self.failures))
-        self._dump = compile_schema(target).dump
+        compiled = compile_schema(target)
+        self._dump = compiled.dump
+        #: Written on every line, so `extractor validate` and a resumed job can tell which
+        #: schema a line was written under.
+        self.fingerprint = compiled.fingerprint
         self._window: Window | None = None
         self._interrupts = 0
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -259,6 +267,12 @@ class BatchJob:
         store = Store(
             self.output, self.failures, restart=self.restart, retry_failures=self.retry_failures
         )
+        if not self.schema_changed_ok:
+            try:
+                _check_schema(self.output, self.fingerprint)
+            except BaseException:
+                store.close()
+                raise
         self.summary.repaired = dict(store.repaired)
         self.summary.repeated = dict(store.repeated)
         self.summary.already = len(store.done)
@@ -377,6 +391,7 @@ class BatchJob:
                 "model": extraction.model,
                 "mode": extraction.mode,
                 "elapsed_s": round(result.elapsed_s, 3),
+                "schema": self.fingerprint,
             }
             if isinstance(extraction, LongExtraction):  # read in chunks: where values came from
                 line["chunks"] = len(extraction.parts)
@@ -396,6 +411,7 @@ class BatchJob:
                 "usage": _usage(usage),
                 "model": result.model,
                 "elapsed_s": round(result.elapsed_s, 3),
+                "schema": self.fingerprint,
             }
             store.write(line, ok=False)
             summary.failed += 1
@@ -453,3 +469,23 @@ def _usage(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.total_tokens,
         "cost": usage.cost,
     }
+
+
+def _check_schema(output: Path, fingerprint: str) -> None:
+    """Refuse to add to `output` lines of another schema than the ones it holds."""
+    try:
+        with output.open("rb") as lines:
+            first = lines.readline()
+    except OSError:
+        return  # no output yet
+    try:
+        written = json.loads(first).get("schema") if first.strip() else None
+    except (ValueError, AttributeError):
+        return  # a torn first line: the store has dealt with it
+    if isinstance(written, str) and written != fingerprint:
+        raise StoreError(
+            f"{output} was written under another schema (fingerprint {written}; this one is "
+            f"{fingerprint}): rerun with --restart to start over, or --schema-changed keep to "
+            "go on (each line keeps the fingerprint it was written under); "
+            f"`extractor validate SCHEMA {output}` shows which records no longer fit"
+        )
