@@ -399,3 +399,21 @@ def test_inputs_past_a_files_line_or_byte_limit_are_split_across_batches(
     summary = job(server, second, tmp_path / "docs.jsonl", max_bytes=4 * one_line + 10).run()
     assert summary.done == 25 and set(lines(second / "out.jsonl")) == set(ids)
     assert max(Counter(r.batch_id for r in server.batch_lines).values()) == 4
+
+
+def test_a_second_job_on_the_same_account_never_takes_the_first_ones_batches(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    server.handler = lambda request: Answer(
+        content=json.dumps({"name": name_of(request), "age": 30})
+    )
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        with (folder / "docs.jsonl").open("w") as out:  # the same ids, other people
+            for i in range(5):
+                out.write(json.dumps({"id": f"d{i}", "text": f"{name}{i} is 30 years old."}) + "\n")
+        assert job(server, folder, folder / "docs.jsonl").run().done == 5
+        records = lines(folder / "out.jsonl")
+        assert {r["record"]["name"] for r in records.values()} == {f"{name}{i}" for i in range(5)}
+    assert len({r.batch_id for r in server.batch_lines}) == 2

@@ -84,8 +84,8 @@ class Shape:
             }
         return {"custom_id": custom_id, "body": {k: v for k, v in body.items() if k != "model"}}
 
-    def create_body(self, file_id: str, model: str, part: str) -> dict[str, Any]:
-        metadata = {"extractor_part": part}
+    def create_body(self, file_id: str, model: str, job: str, part: str) -> dict[str, Any]:
+        metadata = {"extractor_job": job, "extractor_part": part}
         if self.model_on_line:
             return {
                 "input_file_id": file_id,
@@ -178,6 +178,16 @@ class BatchAPIBackend:
         self._polled: set[str] = set()  # parts being polled by a task of this run
         self._http: httpx.AsyncClient | None = None
         self._endpoint: Endpoint | None = None
+        # this job's identity on the provider's side: a batch is found again by it and
+        # its part, never taken for another job's part of the same name
+        found = self._db.execute("SELECT v FROM meta WHERE k = 'job'").fetchone()
+        if found is None:
+            import uuid
+
+            found = (uuid.uuid4().hex,)
+            with self._db:
+                self._db.execute("INSERT INTO meta (k, v) VALUES ('job', ?)", found)
+        self.job: str = str(found[0])
         self._next = self._count("SELECT COUNT(*) FROM lines")
         self._parts = self._count("SELECT COUNT(*) FROM parts")
         #: Batches submitted and lines sent by this run, for the summary.
@@ -356,7 +366,7 @@ class BatchAPIBackend:
                 endpoint,
                 "POST",
                 shape.create_path,
-                json_body=shape.create_body(file_id, endpoint.model, part),
+                json_body=shape.create_body(file_id, endpoint.model, self.job, part),
                 timeout=self.timeout,
             )
             batch_id = str(created["id"])
@@ -393,7 +403,11 @@ class BatchAPIBackend:
             return None  # no list endpoint: this part was never created, or is lost
         for batch in listed.get("data", []) if isinstance(listed, dict) else []:
             metadata = batch.get("metadata") or {}
-            if isinstance(metadata, dict) and metadata.get("extractor_part") == part:
+            if (
+                isinstance(metadata, dict)
+                and metadata.get("extractor_job") == self.job
+                and metadata.get("extractor_part") == part
+            ):
                 return str(batch["id"])
         return None
 
