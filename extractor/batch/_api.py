@@ -420,21 +420,44 @@ class BatchAPIBackend:
             await adownload(
                 self._http, self._endpoint, f"/files/{file}/content", out, timeout=self.timeout
             )
+        pending = dict(
+            self._db.execute(
+                "SELECT custom_id, key FROM lines WHERE part = ? AND status != 'answered'",
+                (part,),
+            ).fetchall()
+        )
         with target.open("rb") as lines:
-            for raw in lines:
-                if not raw.strip():
-                    continue
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    logger.warning("%s: a line of %s is not JSON; skipped", part, file)
-                    continue
-                custom_id = line.get("custom_id") if isinstance(line, dict) else None
-                found = self._db.execute(
-                    "SELECT key FROM lines WHERE custom_id = ? AND part = ?", (custom_id, part)
-                ).fetchone()
-                if found is not None:
-                    self._settle(found[0], line)
+            for chunk in _chunked(lines, 2000):  # one transaction (one disk flush) a chunk
+                settled = []
+                for raw in chunk:
+                    if not raw.strip():
+                        continue
+                    try:
+                        line = json.loads(raw)
+                    except ValueError:
+                        logger.warning("%s: a line of %s is not JSON; skipped", part, file)
+                        continue
+                    custom_id = line.get("custom_id") if isinstance(line, dict) else None
+                    key = pending.pop(custom_id, None) if isinstance(custom_id, str) else None
+                    if key is not None:
+                        settled.append((key, line))
+                self._settle_many(settled)
+                await asyncio.sleep(0)  # let the documents answered so far go on
+
+    def _settle_many(self, settled: list[tuple[str, dict[str, Any]]]) -> None:
+        """Record many lines' answers in one transaction, then wake who waits for them."""
+        if not settled:
+            return
+        with self._db:
+            self._db.executemany(
+                "UPDATE lines SET status = 'answered', result = ? "
+                "WHERE key = ? AND status != 'answered'",
+                [(json.dumps(result, ensure_ascii=False), key) for key, result in settled],
+            )
+        for key, result in settled:
+            for future in self._waiters.pop(key, []):
+                if not future.done():
+                    future.set_result(result)
 
     def _settle(self, key: str, result: dict[str, Any]) -> None:
         """Record a line's answer (once) and wake whoever waits for it."""
@@ -505,6 +528,17 @@ async def inspect(state: Path, endpoint: Endpoint, *, cancel: bool = False) -> l
                 row["provider"] = got.get("status")
             rows.append(row)
     return rows
+
+
+def _chunked(lines: Any, size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for raw in lines:
+        chunk.append(raw)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _answer(mode: str, result: dict[str, Any]) -> Answer:
