@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any, Final
 
 import httpcore
@@ -314,10 +314,20 @@ def post(client: httpx.Client, endpoint: Endpoint, body: Any, *, timeout: float)
 
 async def apost(client: httpx.AsyncClient, endpoint: Endpoint, body: Any, *, timeout: float) -> Any:
     """Send one request on the event loop; the async twin of `post`."""
+    return await _asend(client, endpoint, lambda: _request(client, endpoint, body), timeout)
+
+
+async def _asend(
+    client: httpx.AsyncClient,
+    endpoint: Endpoint,
+    build: Callable[[], httpx.Request],
+    timeout: float,
+) -> Any:
+    """Send the request `build` makes; its JSON body within `timeout`, or the `APIError`."""
     expires = time.monotonic() + timeout
 
     async def exchange() -> tuple[httpx.Response, str]:
-        response = await client.send(_request(client, endpoint, body), stream=True)
+        response = await client.send(build(), stream=True)
         try:
             content = _aread(response.aiter_bytes(), endpoint, expires, timeout)
             return response, _text(await content, endpoint)
@@ -352,35 +362,18 @@ async def acall(
     The same key masking, error reading and size cap as a chat completion.
     """
     _remember(endpoint.api_key)
-    expires = time.monotonic() + timeout
     content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
     headers = dict(endpoint.headers())
     if content is not None:
         headers["Content-Type"] = "application/json"
 
-    async def exchange() -> tuple[httpx.Response, str]:
-        request = client.build_request(
-            method,
-            f"{endpoint.base_url}{path}",
-            content=content,
-            files=files,
-            data=data,
-            headers=headers,
+    def build() -> httpx.Request:
+        url = f"{endpoint.base_url}{path}"
+        return client.build_request(
+            method, url, content=content, files=files, data=data, headers=headers
         )
-        response = await client.send(request, stream=True)
-        try:
-            read = _aread(response.aiter_bytes(), endpoint, expires, timeout)
-            return response, _text(await read, endpoint)
-        finally:
-            await response.aclose()
 
-    try:
-        response, text = await asyncio.wait_for(exchange(), timeout)
-    except asyncio.TimeoutError:
-        raise _timed_out(endpoint, timeout) from None
-    except httpx.HTTPError as exc:
-        raise _translate(exc, endpoint, timeout) from None
-    return _finish(response, text, endpoint)
+    return await _asend(client, endpoint, build, timeout)
 
 
 async def adownload(
