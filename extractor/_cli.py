@@ -46,6 +46,7 @@ from extractor._errors import (
 from extractor._exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from extractor._params import PARAMETERS, check_params
 from extractor._providers import DEFAULT_MODEL, MODEL_ENV, MODES, PROVIDERS
+from extractor._result import Prices
 from extractor._schema import DIALECTS, compile_schema
 
 __all__ = ["UsageError", "build_parser", "load_target", "main"]
@@ -323,6 +324,13 @@ def _add_batch(commands: Any) -> None:
     add("--rpm", type=_positive_float, metavar="N", help="at most N requests a minute")
     add("--tpm", type=_positive_float, metavar="N", help="at most N tokens a minute")
     add("--max-cost", type=_positive_float, metavar="USD", help="start no document past this cost")
+    add(
+        "--prices",
+        type=_prices,
+        metavar="IN,OUT",
+        help="USD per million prompt and completion tokens, for a provider that reports no "
+        "cost (OpenAI, Mistral, every batch API: give its batch price); --max-cost then holds",
+    )
     add("--id-field", default="id", metavar="F", help="JSONL/CSV id field (default: id)")
     add("--text-field", default="text", metavar="F", help="JSONL/CSV text field (default: text)")
     add(
@@ -356,6 +364,13 @@ def _positive_int(text: str) -> int:
     if value != int(value):
         raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
     return int(value)
+
+
+def _prices(text: str) -> Prices:
+    try:
+        return Prices.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:

@@ -22,6 +22,7 @@ from extractor._client import Client
 from extractor._errors import UsageError
 from extractor._exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MAX_COST, EXIT_OK
 from extractor._params import check_params
+from extractor._result import Prices
 from extractor._retry import RetryPolicy
 from extractor.batch._api import MAX_LINES, BatchAPIBackend, inspect, shape_of
 from extractor.batch._job import BatchJob, failures_path
@@ -58,7 +59,9 @@ def _inspect(args: argparse.Namespace, target: Any, output: Path, *, cancel: boo
     return EXIT_OK
 
 
-def _batch_backend(output: Path, *, restart: bool) -> BatchAPIBackend:
+def _batch_backend(
+    output: Path, *, restart: bool, prices: Prices | None, max_cost: float | None
+) -> BatchAPIBackend:
     """The batch-API backend of a job writing `output`, its state beside it."""
     state = _state_path(output)
     folder = output.with_name(output.name + ".batch-api")
@@ -71,7 +74,13 @@ def _batch_backend(output: Path, *, restart: bool) -> BatchAPIBackend:
             path.unlink(missing_ok=True)
         if folder.is_dir():
             shutil.rmtree(folder)
-    return BatchAPIBackend(state, folder)
+    if max_cost is not None and prices is None:
+        raise UsageError(
+            "--max-cost with --via batch-api needs --prices IN,OUT (USD per million prompt "
+            "and completion tokens, at the provider's batch price): batch results report "
+            "tokens, not cost"
+        )
+    return BatchAPIBackend(state, folder, prices=prices, max_cost=max_cost)
 
 
 def run(args: argparse.Namespace, target: Any) -> int:
@@ -86,7 +95,11 @@ def run(args: argparse.Namespace, target: Any) -> int:
         raise UsageError("--status, --cancel and --reask go with --via batch-api")
     if via_batch and (args.status or args.cancel):
         return _inspect(args, target, output, cancel=args.cancel)
-    backend = _batch_backend(output, restart=args.restart) if via_batch else None
+    backend = (
+        _batch_backend(output, restart=args.restart, prices=args.prices, max_cost=args.max_cost)
+        if via_batch
+        else None
+    )
     if backend is not None and args.reask == "online":
         from extractor._http import HTTPBackend, Pools
 
@@ -132,7 +145,11 @@ def run(args: argparse.Namespace, target: Any) -> int:
             retry_failures=args.retry_failures,
             schema_changed_ok=args.schema_changed == "keep",
             progress=sys.stderr if sys.stderr.isatty() else None,
+            prices=args.prices,
+            describe=None if backend is None else backend.describe,
         )
+        if backend is not None:
+            backend.on_cap = job.cap_reached
         summary = job.run()
     except (SourceError, StoreError) as exc:
         raise UsageError(str(exc)) from None
@@ -142,14 +159,13 @@ def run(args: argparse.Namespace, target: Any) -> int:
             backend.close()
     print(summary.text(), file=sys.stderr)
     if backend is not None:
-        print(
-            f"batch API: {backend.submitted_batches} batch(es), {backend.submitted_lines} "
-            f"request line(s) submitted by this run; state in {_state_path(output)}",
-            file=sys.stderr,
-        )
+        print(f"{backend.describe()}; state in {_state_path(output)}", file=sys.stderr)
     if summary_json is not None:
+        report = summary.report()
+        if backend is not None:
+            report["batch_api"] = backend.report()
         try:
-            summary_json.write_text(json.dumps(summary.report(), indent=2) + "\n")
+            summary_json.write_text(json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             raise UsageError(
                 f"cannot write the summary to {summary_json}: {exc.strerror or exc} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -10,7 +11,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from extractor._errors import AttemptError, json_kind
 
-__all__ = ["Attempt", "Extraction", "Usage"]
+__all__ = ["Attempt", "Extraction", "Prices", "Usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,41 @@ class Usage:
         for usage in usages:
             out = out + usage
         return out
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What a provider charges, in USD per million tokens: for jobs whose provider reports
+    token counts but no cost (OpenAI, Mistral, and every batch API)."""
+
+    prompt: float
+    completion: float
+
+    @classmethod
+    def parse(cls, text: str) -> Prices:
+        """`"IN,OUT"` (USD per million prompt and completion tokens), e.g. `"1,3"`."""
+        parts = text.replace("/", ",").split(",")
+        try:
+            prompt, completion = (float(part) for part in parts)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not two prices: give IN,OUT in USD per million prompt and "
+                "completion tokens, e.g. 1,3"
+            ) from None
+        if not (prompt >= 0 and completion >= 0) or math.inf in (prompt, completion):
+            raise ValueError(f"{text!r}: prices are amounts of money, 0 or more")
+        return cls(prompt, completion)
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """The cost of so many tokens."""
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1e6
+
+    def fill(self, usage: Usage) -> Usage:
+        """`usage` with its cost worked out from its tokens, unless the provider gave one."""
+        if usage.cost is not None or not usage.total_tokens:
+            return usage
+        cost = self.cost(usage.prompt_tokens, usage.completion_tokens)
+        return dataclasses.replace(usage, cost=cost)
 
 
 def _token_count(value: Any) -> int | None:

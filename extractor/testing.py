@@ -1043,6 +1043,10 @@ class ChatServer:
         self._batch_calls: list[RecordedRequest] = []
         self.batch_handler: Callable[[BatchSubmission], BatchOutcome] | None = None
         """Asked for a new batch's outcome when the batch script is empty; None: default."""
+        self.on_batch_call: Callable[[RecordedRequest], None] | None = None
+        """Called with each files or batches request once the server has acted on it and
+        before it replies (in the server's thread): a test can kill its client there, at
+        the worst moment (the file stored, the batch created, its id never received)."""
         self._batches = BatchStore(
             self._answer_line,
             self._choose_outcome,
@@ -1144,6 +1148,7 @@ class ChatServer:
             self._batch_lines.clear()
             self._batch_calls.clear()
             self.batch_handler = None
+            self.on_batch_call = None
 
     # -- provider batch APIs ------------------------------------------------
 
@@ -1236,8 +1241,12 @@ class ChatServer:
             with contextlib.suppress(ValueError, UnicodeDecodeError):
                 parsed = json.loads(raw)
                 body = parsed if isinstance(parsed, dict) else None
+        recorded = RecordedRequest(method, target, headers, raw, body)
         with self._lock:
-            self._batch_calls.append(RecordedRequest(method, target, headers, raw, body))
+            self._batch_calls.append(recorded)
+            hook = self.on_batch_call
+        if hook is not None:
+            hook(recorded)
         return _Response(reply.status, reply.body, reply.content_type, reply.headers)
 
     def _choose_outcome(self, submission: BatchSubmission) -> BatchOutcome:

@@ -256,6 +256,7 @@ def test_the_batch_api_backend_refuses_blocking_calls(tmp_path: Path) -> None:
 def test_two_thousand_documents_with_faults_and_three_kills_end_once_and_none_sent_twice(
     server: ChatServer, tmp_path: Path
 ) -> None:
+    """Killed (kill -9) during the upload, during the polling and during the download."""
     rng = random.Random(15)
     ids = write_docs(tmp_path / "docs.jsonl", 2000)
     invalid = set(rng.sample(ids, 200))  # 10%: a wrong answer first, then the right one
@@ -285,13 +286,44 @@ def test_two_thousand_documents_with_faults_and_three_kills_end_once_and_none_se
         "--model", "openai/test-model", "--base-url", server.base_url, "--mode", "json_schema",
         "--max-retries", "2",
     ]  # fmt: skip
-    for _ in range(3):  # killed at a random moment of each run
+
+    def uploading(call: RecordedRequest) -> bool:  # the file is stored; its id never arrives
+        return call.method == "POST" and call.path.endswith("/files")
+
+    polls = Counter[str]()
+
+    def polling(call: RecordedRequest) -> bool:  # the batch runs; its second status fetch
+        if call.method != "GET" or not re.search(r"/batches/[^/?]+$", call.path):
+            return False
+        polls[call.path] += 1
+        return polls[call.path] == 2
+
+    def downloading(call: RecordedRequest) -> bool:  # the output file asked for
+        return call.method == "GET" and call.path.endswith("/content")
+
+    for phase, delay in ((uploading, 0.0), (polling, 0.0), (downloading, rng.uniform(0, 0.1))):
         child = subprocess.Popen(argv, cwd=tmp_path, env=child_env(), stderr=subprocess.DEVNULL)
+        fired = threading.Event()
+
+        def kill(
+            call: RecordedRequest,
+            phase: Any = phase,
+            child: Any = child,
+            fired: threading.Event = fired,
+            delay: float = delay,
+        ) -> None:
+            if not fired.is_set() and phase(call):
+                fired.set()
+                time.sleep(delay)  # the download: while its lines are read and settled
+                child.send_signal(signal.SIGKILL)
+
+        server.on_batch_call = kill
         try:
-            time.sleep(rng.uniform(0.5, 3.0))
+            child.wait(timeout=120)
         finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+            server.on_batch_call = None
+            child.kill()
+        assert fired.is_set() and child.returncode == -signal.SIGKILL, phase.__name__
     done = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
 
@@ -307,6 +339,8 @@ def test_two_thousand_documents_with_faults_and_three_kills_end_once_and_none_se
     expired = {name_of(r) for r in first_batch[1500:]}  # the lines it never ran
     for (name, _body), count in sent.items():
         assert count == 1 or (count == 2 and (name in failing or name in expired)), name
+    batches = [c for c in server.batch_calls if c.method == "POST" and c.path.endswith("/batches")]
+    assert len({json.dumps(c.body) for c in batches}) == len(batches)  # no part created twice
 
 
 def cli(tmp_path: Path, server: ChatServer, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -339,7 +373,8 @@ def test_reask_online_sends_the_reasks_online_at_once(server: ChatServer, tmp_pa
     assert set(lines(tmp_path / "out.jsonl")) == set(ids)
     assert len(server.batch_lines) == 12 and len({r.batch_id for r in server.batch_lines}) == 1
     assert sorted(name_of(r) for r in server.requests) == sorted(wrong)  # the reasks, online
-    assert "1 batch(es), 12 request line(s) submitted" in done.stderr
+    assert "1 batch(es) submitted, 0 in flight, 12 lines sent, 12 answered" in done.stderr
+    assert "4 re-asked" in done.stderr
 
 
 def test_status_and_cancel_show_and_stop_the_batches_in_flight(
@@ -417,3 +452,53 @@ def test_a_second_job_on_the_same_account_never_takes_the_first_ones_batches(
         records = lines(folder / "out.jsonl")
         assert {r["record"]["name"] for r in records.values()} == {f"{name}{i}" for i in range(5)}
     assert len({r.batch_id for r in server.batch_lines}) == 2
+
+
+def test_max_cost_holds_across_rounds_and_runs_and_a_rerun_goes_on(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    ids = write_docs(tmp_path / "docs.jsonl", 60)
+    (tmp_path / "person.py").write_text(SCHEMA)
+    server.handler = lambda request: Answer(
+        content=json.dumps({"name": name_of(request), "age": 30})
+    )
+    prices = ("--prices", "100,200")  # USD per million prompt and completion tokens
+    report = tmp_path / "summary.json"
+
+    first = cli(tmp_path, server, *prices, "--max-cost", "1", "--summary-json", str(report))
+    assert first.returncode == 3, first.stderr  # stopped by --max-cost
+    assert "held back by the cost cap" in first.stderr
+    done = lines(tmp_path / "out.jsonl")
+    assert 0 < len(done) < 60  # the estimate let some through, not all
+    assert not lines(tmp_path / "out.failures.jsonl")  # the rest is left for a rerun
+    figures = json.loads(report.read_text())["batch_api"]
+    assert figures["lines_submitted"] == len(done) and figures["held_by_cost_cap"] > 0
+    assert figures["cost_spent"] + figures["cost_estimated_in_flight"] <= 1
+    # the cost of each record, from its tokens at the prices given, and under the cap
+    for line in done.values():
+        usage = line["usage"]
+        expected = (usage["prompt_tokens"] * 100 + usage["completion_tokens"] * 200) / 1e6
+        assert usage["cost"] == pytest.approx(expected)
+    spent = sum(line["usage"]["cost"] for line in done.values())
+    assert spent == pytest.approx(figures["cost_spent"])
+
+    # the same cap again: what was spent counts, and answers are known smaller now
+    again = cli(tmp_path, server, *prices, "--max-cost", "1")
+    assert again.returncode in (0, 3), again.stderr
+    assert len(lines(tmp_path / "out.jsonl")) > len(done)
+    last = cli(tmp_path, server, *prices, "--max-cost", "100")
+    assert last.returncode == 0, last.stderr
+    assert set(lines(tmp_path / "out.jsonl")) == set(ids)
+    names = [name_of(r) for r in server.batch_lines]
+    assert sorted(names) == sorted(ids)  # each document submitted once over the three runs
+
+
+def test_max_cost_on_the_batch_api_needs_the_prices(server: ChatServer, tmp_path: Path) -> None:
+    write_docs(tmp_path / "docs.jsonl", 3)
+    (tmp_path / "person.py").write_text(SCHEMA)
+    done = cli(tmp_path, server, "--max-cost", "1")
+    assert done.returncode == 2
+    assert "--max-cost with --via batch-api needs --prices IN,OUT" in done.stderr
+    assert not server.batch_calls  # refused before anything was sent
+    bad = cli(tmp_path, server, "--prices", "cheap")
+    assert bad.returncode == 2 and "not two prices" in bad.stderr

@@ -15,6 +15,14 @@ in a SQLite file beside the output. A job killed at any moment and run again ask
 same questions in the same order, finds each one already submitted (waiting for its
 batch, or answered) and never submits it again. A batch created but not yet recorded is
 found again by the part id in its metadata.
+
+With `max_cost`, each line's cost is estimated before its batch is submitted (its
+prompt at `CHARS_PER_TOKEN`, its answer at the job's average so far, or the request's
+own token cap) and settled from the usage each answer reports, at `prices`. A line that
+would take the job's spent and reserved cost past the cap is not submitted: its
+document stops unreported (a rerun with a higher cap goes on), and `on_cap` is told so
+that no new document starts. The cap is the job's, across every round and every run of
+it: the state file remembers what was spent.
 """
 
 from __future__ import annotations
@@ -24,14 +32,16 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from extractor._context import CHARS_PER_TOKEN
 from extractor._errors import APIConnectionError, APIStatusError, ConfigurationError
 from extractor._http import HTTPBackend
 from extractor._modes import Answer, decode
+from extractor._result import Prices
 from extractor._transport import acall, adownload
 
 if TYPE_CHECKING:
@@ -49,6 +59,8 @@ MAX_LINES: Final = 50_000
 MAX_BYTES: Final = 190 * 2**20  # under the 200 MB limit, with room for the multipart framing
 #: Seconds between polls of a batch: from the first, growing by half up to the last.
 POLL: Final = (2.0, 60.0)
+#: Completion tokens assumed for a line before any answer of the job tells better.
+GUESS_COMPLETION: Final = 512
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS parts (
@@ -57,7 +69,7 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 CREATE TABLE IF NOT EXISTS lines (
     key TEXT PRIMARY KEY, custom_id TEXT UNIQUE NOT NULL, part TEXT,
-    status TEXT NOT NULL, result TEXT
+    status TEXT NOT NULL, result TEXT, estimate REAL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
@@ -155,9 +167,21 @@ class BatchAPIBackend:
         poll: tuple[float, float] = POLL,
         timeout: float = 600.0,
         online: Backend | None = None,
+        prices: Prices | None = None,
+        max_cost: float | None = None,
+        on_cap: Callable[[str], None] | None = None,
     ) -> None:
         if max_lines < 1 or max_bytes < 1024:
             raise ConfigurationError("a batch file needs room for one line at least")
+        if max_cost is not None and prices is None:
+            raise ConfigurationError(
+                "a cost cap on the batch API needs the prices (--prices IN,OUT, in USD per "
+                "million tokens): batch results report tokens, not cost"
+            )
+        self.prices = prices
+        self.max_cost = max_cost
+        #: Told (once) when a line is held back by the cap, so that the job stops starting.
+        self.on_cap = on_cap
         self.folder = folder
         self.max_lines = max_lines
         self.max_bytes = max_bytes
@@ -169,8 +193,12 @@ class BatchAPIBackend:
         folder.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(state, isolation_level=None, check_same_thread=False)
         self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;" + _SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(lines)")}
+        if "estimate" not in columns:  # a state file of an earlier version
+            self._db.execute("ALTER TABLE lines ADD COLUMN estimate REAL")
         self._seen: dict[str, int] = {}  # body hash → times this run asked it
-        self._queue: list[tuple[str, str, bytes]] = []  # (key, custom_id, line) not sent yet
+        # (key, custom_id, line, estimated cost) not sent yet
+        self._queue: list[tuple[str, str, bytes, float]] = []
         self._queued_bytes = 0
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._arrived: asyncio.Event | None = None
@@ -190,9 +218,21 @@ class BatchAPIBackend:
         self.job: str = str(found[0])
         self._next = self._count("SELECT COUNT(*) FROM lines")
         self._parts = self._count("SELECT COUNT(*) FROM parts")
-        #: Batches submitted and lines sent by this run, for the summary.
+        #: What this run did, for progress and the summary.
         self.submitted_batches = 0
         self.submitted_lines = 0
+        self.answered_lines = 0
+        self.failed_lines = 0  # answered with an error (resent within the retry budget)
+        self.reasked = 0  # lines that are reasks (a document's second attempt or later)
+        self.held = 0  # requests not submitted: they would have passed the cost cap
+        #: The job's cost so far (all runs): settled from answers, and estimated for lines
+        #: submitted and not answered; worked out when a batch is written.
+        self.spent = 0.0
+        self.reserved = 0.0
+        self._guess: float = GUESS_COMPLETION
+        self._estimates: dict[str, float] = {}  # key → estimate, of lines sent by this run
+        if max_cost is not None:
+            self._ledger()
 
     # --- the Backend protocol ---------------------------------------------------------------
 
@@ -207,6 +247,7 @@ class BatchAPIBackend:
 
     async def acomplete(self, request: Request) -> Answer:
         if self.online is not None and request.attempt > 1:  # a reask: online, at once
+            self.reasked += 1
             return await self.online.acomplete(request)
         self._start(request.endpoint)
         shape = shape_of(request.endpoint)
@@ -223,10 +264,15 @@ class BatchAPIBackend:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, []).append(future)
         if found is None:
+            if self.held:  # the cap is reached: nothing more is submitted
+                self._waiters.pop(key, None)
+                self.held += 1
+                raise asyncio.CancelledError
             custom_id = f"r{self._next}"
             self._next += 1
             line = json.dumps(shape.line(custom_id, body), ensure_ascii=False).encode() + b"\n"
-            self._queue.append((key, custom_id, line))
+            self.reasked += request.attempt > 1
+            self._queue.append((key, custom_id, line, self._estimate(len(text), body)))
             self._queued_bytes += len(line)
             assert self._arrived is not None
             self._arrived.set()
@@ -251,6 +297,36 @@ class BatchAPIBackend:
     def close(self) -> None:
         """Close the state file (after `aclose`)."""
         self._db.close()
+
+    def describe(self) -> str:
+        """One line on this run's rounds, for the progress line and the summary."""
+        parts = [
+            f"{self.submitted_batches:,} batch(es) submitted, {len(self._polled):,} in flight",
+            f"{self.submitted_lines:,} lines sent",
+            f"{self.answered_lines:,} answered",
+            f"{self.failed_lines:,} failed",
+            f"{self.reasked:,} re-asked",
+        ]
+        if self.max_cost is not None:
+            parts.append(f"${self.spent:,.4f} spent + ${self.reserved:,.4f} estimated")
+        if self.held:
+            parts.append(f"{self.held:,} held back by the cost cap")
+        return "batch API: " + ", ".join(parts)
+
+    def report(self) -> dict[str, Any]:
+        """The same as data, for `--summary-json`."""
+        return {
+            "batches_submitted": self.submitted_batches,
+            "lines_submitted": self.submitted_lines,
+            "lines_answered": self.answered_lines,
+            "lines_failed": self.failed_lines,
+            "reasked": self.reasked,
+            "held_by_cost_cap": self.held,
+            "cost_spent": round(self.spent, 6) if self.max_cost is not None else None,
+            "cost_estimated_in_flight": round(self.reserved, 6)
+            if self.max_cost is not None
+            else None,
+        }
 
     # --- rounds -----------------------------------------------------------------------------
 
@@ -296,20 +372,31 @@ class BatchAPIBackend:
 
     def _write_part(self) -> None:
         """The queued lines (a file's worth), written and recorded before any upload."""
-        taken: list[tuple[str, str, bytes]] = []
+        taken: list[tuple[str, str, bytes, float]] = []
         size = 0
+        left = None if self.max_cost is None else self.max_cost - self._ledger()
         while self._queue and len(taken) < self.max_lines:
-            line = self._queue[0][2]
+            line, estimate = self._queue[0][2], self._queue[0][3]
             if taken and size + len(line) > self.max_bytes:
                 break
+            if left is not None:
+                if estimate > left:
+                    self._hold(self.max_cost - left)  # type: ignore[operator]
+                    break
+                left -= estimate
             taken.append(self._queue.pop(0))
             size += len(line)
         self._queued_bytes -= size
+        if not taken:
+            return
+        if self.max_cost is not None:
+            self.reserved += sum(estimate for *_, estimate in taken)
+            self._estimates.update((key, estimate) for key, _, _, estimate in taken)
         part = f"part-{self._parts:05d}"
         self._parts += 1
         path = self.folder / f"{part}.jsonl"
         with path.open("wb") as out:
-            out.writelines(line for _, _, line in taken)
+            out.writelines(line for _, _, line, _ in taken)
             out.flush()
         with self._db:
             self._db.execute("BEGIN")
@@ -318,10 +405,57 @@ class BatchAPIBackend:
                 (part, str(path), len(taken)),
             )
             self._db.executemany(
-                "INSERT INTO lines (key, custom_id, part, status) VALUES (?, ?, ?, 'sent')",
-                [(key, custom_id, part) for key, custom_id, _ in taken],
+                "INSERT INTO lines (key, custom_id, part, status, estimate) "
+                "VALUES (?, ?, ?, 'sent', ?)",
+                [(key, custom_id, part, estimate) for key, custom_id, _, estimate in taken],
             )
         self._follow(part)
+
+    # --- the cost cap -----------------------------------------------------------------------
+
+    def _estimate(self, chars: int, body: dict[str, Any]) -> float:
+        """A line's cost before it is sent: its prompt, and its answer as guessed."""
+        if self.prices is None:
+            return 0.0
+        completion = self._guess
+        ceiling = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(ceiling, int) and not isinstance(ceiling, bool) and ceiling > 0:
+            completion = min(completion, ceiling)
+        return self.prices.cost(chars / CHARS_PER_TOKEN, completion)
+
+    def _ledger(self) -> float:
+        """The job's cost so far, spent and reserved, from the state file (all runs)."""
+        assert self.prices is not None
+        usage = "json_extract(result, '$.response.body.usage.{}')"
+        prompt, completion, cost = (
+            usage.format(k) for k in ("prompt_tokens", "completion_tokens", "cost")
+        )
+        row = self._db.execute(
+            "SELECT "
+            "COALESCE(SUM(CASE WHEN status = 'sent' THEN estimate END), 0), "
+            f"COALESCE(SUM(CASE WHEN status = 'answered' THEN COALESCE({cost}, "
+            f"(COALESCE({prompt}, 0) * ? + COALESCE({completion}, 0) * ?) / 1e6) END), 0), "
+            f"AVG(CASE WHEN status = 'answered' THEN {completion} END) "
+            "FROM lines",
+            (self.prices.prompt, self.prices.completion),
+        ).fetchone()
+        self.reserved, self.spent = float(row[0]), float(row[1])
+        if row[2] is not None:
+            self._guess = float(row[2])
+        return self.reserved + self.spent
+
+    def _hold(self, committed: float) -> None:
+        """The cap is reached: the lines still queued are not sent; their documents stop."""
+        held, self._queue, self._queued_bytes = self._queue, [], 0
+        self.held += len(held)
+        for key, *_ in held:
+            for future in self._waiters.pop(key, []):
+                future.cancel()
+        if self.on_cap is not None:
+            self.on_cap(
+                f"the batch API's cost, spent and estimated, is ${committed:,.4f}; "
+                f"{len(held):,} request(s) held back"
+            )
 
     async def _run_part(self, part: str) -> None:
         """Upload, submit (or find again), poll and read one part, whatever was done before."""
@@ -455,6 +589,7 @@ class BatchAPIBackend:
                 [(json.dumps(result, ensure_ascii=False), key) for key, result in settled],
             )
         for key, result in settled:
+            self._count_answer(key, result)
             for future in self._waiters.pop(key, []):
                 if not future.done():
                     future.set_result(result)
@@ -469,9 +604,27 @@ class BatchAPIBackend:
             ).rowcount
         if not updated:
             return
+        self._count_answer(key, result)
         for future in self._waiters.pop(key, []):
             if not future.done():
                 future.set_result(result)
+
+    def _count_answer(self, key: str, result: dict[str, Any]) -> None:
+        self.answered_lines += 1
+        self.reserved = max(0.0, self.reserved - self._estimates.pop(key, 0.0))
+        response = result.get("response")
+        if not isinstance(response, dict) or response.get("status_code") != 200:
+            self.failed_lines += 1
+        elif self.prices is not None:
+            body = response.get("body")
+            usage = body.get("usage") if isinstance(body, dict) else None
+            if isinstance(usage, dict):
+                reported = usage.get("cost")
+                tokens = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+                if isinstance(reported, (int, float)):
+                    self.spent += float(reported)
+                elif all(isinstance(n, (int, float)) for n in tokens):
+                    self.spent += self.prices.cost(*tokens)  # type: ignore[arg-type]
 
     def _settle_all(self, part: str, result: dict[str, Any]) -> None:
         """Every line of `part` without an answer gets `result` (the batch failed or ended)."""

@@ -26,14 +26,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from extractor._errors import APIError
 from extractor._parts import LongExtraction
-from extractor._result import Usage
+from extractor._result import Prices, Usage
 from extractor._schema import compile_schema
 from extractor.batch._limiter import Limiter
 from extractor.batch._runner import BatchResult, Window, release_pool
@@ -229,6 +229,8 @@ class BatchJob:
         progress: TextIO | None = None,
         grace: float = DEFAULT_GRACE,
         schema_changed_ok: bool = False,
+        prices: Prices | None = None,
+        describe: Callable[[], str] | None = None,
     ) -> None:
         self.client = client
         self.target = target
@@ -245,6 +247,10 @@ class BatchJob:
         self.grace = grace
         #: Go on when OUT was written under another schema (its lines keep theirs).
         self.schema_changed_ok = schema_changed_ok
+        #: The cost of a document whose provider reports none, from its tokens.
+        self.prices = prices
+        #: A line on what the backend is doing (the batch API's rounds), for progress.
+        self.describe = describe
         self.summary = Summary(str(output), str(self.failures))
         compiled = compile_schema(target)
         self._dump = compiled.dump
@@ -292,8 +298,10 @@ class BatchJob:
             try:
                 async for result in window.results():
                     self._write(store, result)
-                if self.summary.status == "running" or (
-                    self.summary.status == "max_cost" and window.exhausted
+                self.summary.abandoned += window.dropped
+                if not window.dropped and (
+                    self.summary.status == "running"
+                    or (self.summary.status == "max_cost" and window.exhausted)
                 ):
                     self.summary.status = "complete"
             finally:
@@ -379,7 +387,7 @@ class BatchJob:
 
     def _write(self, store: Store, result: BatchResult[Any]) -> None:
         summary = self.summary
-        usage = result.usage
+        usage = result.usage if self.prices is None else self.prices.fill(result.usage)
         summary.usage = summary.usage + usage
         if result.extraction is not None:
             extraction = result.extraction
@@ -448,6 +456,14 @@ class BatchJob:
                 f"finishing {self._window.in_flight} document(s) in flight"
             )
 
+    def cap_reached(self, why: str) -> None:
+        """Stop at --max-cost for a reason found elsewhere (the batch API's estimate)."""
+        if self.summary.status != "running" or self._window is None:
+            return
+        self.summary.status = "max_cost"
+        self._window.stop()
+        self._say(f"stopping: {why} (--max-cost {self.max_cost:g}); a rerun goes on")
+
     async def _tick(self) -> None:
         assert self.progress is not None
         counting = asyncio.ensure_future(asyncio.to_thread(self.source.count))
@@ -455,7 +471,10 @@ class BatchJob:
             while True:
                 if counting.done() and not counting.cancelled() and counting.exception() is None:
                     self.summary.total = counting.result()
-                self.progress.write("\r\x1b[K" + self.summary.progress())
+                line = self.summary.progress()
+                if self.describe is not None:
+                    line += " · " + self.describe()
+                self.progress.write("\r\x1b[K" + line)
                 self.progress.flush()
                 await asyncio.sleep(PROGRESS_INTERVAL)
         finally:

@@ -171,6 +171,9 @@ class Window:
         self._abandoned = False
         #: Whether every document of the input was read.
         self.exhausted = False
+        #: Documents stopped unreported by their backend (held back by a cost cap): they
+        #: run next time, so the input is not done.
+        self.dropped = 0
 
     @property
     def in_flight(self) -> int:
@@ -251,6 +254,7 @@ class Window:
     def _finished(self, task: asyncio.Task[BatchResult[Any]]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
+            self.dropped += not self._abandoned
             return
         error = task.exception()
         self._put(task.result() if error is None else error)
