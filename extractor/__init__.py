@@ -61,6 +61,7 @@ from extractor._schema import (
 )
 
 if TYPE_CHECKING:
+    from extractor._cache import ResponseCache
     from extractor._long import aextract_long, extract_long
     from extractor._merge import Merge, MergeError
     from extractor._parts import ChunkError, LongExtraction
@@ -100,6 +101,7 @@ __all__ = [
     "Options",
     "ParameterError",
     "Refusal",
+    "ResponseCache",
     "RetriesExhausted",
     "RetryPolicy",
     "SchemaError",
@@ -130,6 +132,7 @@ _LAZY: dict[str, str] = {
     "extract_long": "extractor._long",
     "Merge": "extractor._merge",
     "MergeError": "extractor._merge",
+    "ResponseCache": "extractor._cache",
 }
 
 

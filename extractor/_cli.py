@@ -448,6 +448,7 @@ def _extract(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         timeout=args.timeout,
         deadline=args.deadline,
+        cache=args.cache,
         **params,
     ) as client:
         client.check(target)  # before reading any input: stdin may be a terminal
@@ -556,6 +557,7 @@ def _eval(args: argparse.Namespace) -> int:
             max_retries=args.max_retries,
             timeout=args.timeout,
             deadline=args.deadline,
+            cache=args.cache,
             **params,
         )
         model = client.check(target)
@@ -614,6 +616,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help=f"one document: every attempt and wait, in seconds (default: {DEFAULT_DEADLINE:g})",
     )
     add("--param", type=_param, action="append", default=[], metavar="NAME=VALUE", help=_PARAM_HELP)
+    add(
+        "--cache",
+        metavar="PATH",
+        help="keep answers in this SQLite file and answer a request asked before from it: "
+        "a rerun sends nothing and costs nothing (several processes may share the file)",
+    )
 
 
 def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:

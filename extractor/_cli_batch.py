@@ -116,6 +116,7 @@ def run(args: argparse.Namespace, target: Any) -> int:
         retry=RetryPolicy(initial=0.0, jitter=0.0, max_elapsed=None) if via_batch else None,
         max_connections=min(concurrency, 1000),
         backend=backend,
+        cache=args.cache,
         **params,
     )
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     import httpx
     from typing_extensions import Unpack
 
+    from extractor._cache import ResponseCache
     from extractor._http import Pools
     from extractor._stream import AsyncExtractionStream, ExtractionStream
     from extractor.batch._runner import BatchResult
@@ -77,6 +79,9 @@ class Client:
     proxied. `hooks` receive every event of this client's extractions (`extractor.events`).
     `backend` answers every request in place of the providers' own (a
     `testing.ScriptedBackend` in unit tests, say); it is wrapped in the retry policy.
+    `cache` (a file path, or a `ResponseCache` several clients share) answers a request
+    asked before from the file, sending nothing and costing nothing (`Usage.cached`
+    counts those answers; see `extractor.ResponseCache`).
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class Client:
         hooks: Iterable[Hook] = (),
         backend: Backend | None = None,
         context_tokens: int | None = None,
+        cache: str | os.PathLike[str] | ResponseCache | None = None,
         **params: Unpack[Params],
     ) -> None:
         check_mode(mode)
@@ -134,6 +140,11 @@ class Client:
         self._backends: dict[str, Backend] = {}
         self._endpoints: dict[tuple[str | None, str | None, str | None], Endpoint] = {}
         self._lock = threading.Lock()
+        self.cache: ResponseCache | None = None
+        if cache is not None:
+            from extractor._cache import ResponseCache
+
+            self.cache = cache if isinstance(cache, ResponseCache) else ResponseCache(cache)
 
     def __repr__(self) -> str:
         return f"Client(model={self.model!r}, mode={self.mode!r}, base_url={self.base_url!r})"
@@ -535,11 +546,19 @@ class Client:
         elif path is None:
             http = self._http_backend()
             if pacer is None:
-                return http
+                return http if self.cache is None else self._cached(http)
             inner = http.inner
         else:
             inner = self._provider_backend(path)
-        return Retrying(inner if pacer is None else Paced(inner, pacer), self.retry)
+        stack = Retrying(inner if pacer is None else Paced(inner, pacer), self.retry)
+        return stack if self.cache is None else self._cached(stack)
+
+    def _cached(self, backend: Backend) -> Backend:
+        """`backend` answered from the cache first: a hit waits for no rate limit."""
+        from extractor._cache import Cached
+
+        assert self.cache is not None
+        return Cached(backend, self.cache)
 
     def _http_backend(self) -> Retrying:
         """The HTTP backend over this client's pools, made once (httpx is imported here)."""

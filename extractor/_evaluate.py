@@ -296,6 +296,7 @@ class Summary:
             "latency_s": self._latency(),
             "tokens": self._tokens(),
             "cost": self.usage.cost,
+            "cached_answers": self.usage.cached,
             "attempts_mean": _mean(self.attempts, self.documents),
             "failures": dict(sorted(self.failures.items())),
         }
@@ -486,6 +487,8 @@ def _footer(report: Mapping[str, Any]) -> list[str]:
     ]
     if report["cost"] is not None:
         lines.append(f"cost      {report['cost']:.6f}")
+    if report.get("cached_answers"):
+        lines.append(f"cache     {report['cached_answers']} answer(s) from the cache, sent nothing")
     if report["failures"]:
         shown = ", ".join(f"{kind} {count}" for kind, count in report["failures"].items())
         lines.append(f"failures  {shown}")

@@ -26,12 +26,17 @@ _warned: set[str] = set()
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens (and cost, where the provider reports it) of one or more requests."""
+    """Tokens (and cost, where the provider reports it) of one or more requests.
+
+    `cached` counts the requests answered from a response cache (`Client(cache=...)`):
+    they cost nothing, so they add no tokens and no cost.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     cost: float | None = None
+    cached: int = 0
 
     @classmethod
     def from_response(cls, usage: Any) -> Usage:
@@ -76,6 +81,7 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
             cost,
+            self.cached + other.cached,
         )
 
     @classmethod
@@ -187,6 +193,11 @@ class Attempt:
         """Whether this attempt produced the record."""
         return self.error is None
 
+    @property
+    def cached(self) -> bool:
+        """Whether this answer came from the response cache (nothing was sent)."""
+        return self.usage.cached > 0
+
 
 @dataclass(frozen=True)
 class Extraction(Generic[T]):
@@ -201,6 +212,11 @@ class Extraction(Generic[T]):
     def usage(self) -> Usage:
         """Usage summed over every attempt."""
         return Usage.total(a.usage for a in self.attempts)
+
+    @property
+    def cached(self) -> bool:
+        """Whether every answer came from the response cache: the record cost nothing."""
+        return bool(self.attempts) and all(a.cached for a in self.attempts)
 
     @property
     def spans(self) -> Mapping[str, list[int]]:

@@ -182,6 +182,7 @@ def test_json_report_has_every_figure_and_agrees_with_the_results_file(
         "latency_s",
         "tokens",
         "cost",
+        "cached_answers",
         "attempts_mean",
         "failures",
     ]

@@ -274,3 +274,13 @@ def test_a_document_longer_than_the_context_is_read_in_chunks_with_page_spans(cl
     assert result.provenance["company"].pages == (1,)
     start, end = result.spans["company"]  # grounded: a span in the whole document
     assert document[start:end] == "ACME TRADING SDN BHD"
+
+
+def test_the_embedded_model_answers_a_rerun_from_the_cache(tmp_path):
+    cache = tmp_path / "answers.sqlite"
+    first = Client(model="local/gemma-3-270m", cache=cache).extract_result(Memo, MEMO)
+    again = Client(model="local/gemma-3-270m", cache=cache).extract_result(Memo, MEMO)
+    assert first.usage.cached == 0 and first.usage.prompt_tokens > 100
+    assert again.cached and again.usage.total_tokens == 0
+    assert again.value == first.value
+    assert again.spans == first.spans  # grounded spans are kept with the answer

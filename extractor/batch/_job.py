@@ -121,6 +121,7 @@ class Summary:
                 "total": usage.total_tokens,
             },
             "cost": usage.cost,
+            "cached_answers": usage.cached,
             "rate_limited": self.rate_limited,
             "repaired_bytes": self.repaired,
             "repeated_lines": self.repeated,
@@ -146,7 +147,8 @@ class Summary:
             kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.failure_types.items()))
             lines.append(f"failures by type: {kinds}")
         cost = "" if self.usage.cost is None else f", cost ${self.usage.cost:,.4f}"
-        lines.append(f"tokens {self.usage.total_tokens:,}{cost}")
+        cached = f"; {self.usage.cached:,} answer(s) from the cache" if self.usage.cached else ""
+        lines.append(f"tokens {self.usage.total_tokens:,}{cost}{cached}")
         if self.rate_limited:
             lines.append(f"rate limited {self.rate_limited:,} times (429); slowed down")
         for path, size in self.repaired.items():
@@ -487,6 +489,7 @@ def _usage(usage: Usage) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "cost": usage.cost,
+        "cached": usage.cached,
     }
 
 
