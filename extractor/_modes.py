@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from extractor._errors import APIStatusError, MalformedResponse, json_kind
+from extractor._errors import APIStatusError, MalformedResponse, ParameterError, json_kind
 from extractor._providers import Dialect
 from extractor._result import Usage
 from extractor._schema import CompiledSchema
@@ -52,6 +52,9 @@ class Mode:
     structured = False
     #: Request parameters this mode sets itself (the user's go in through `shape`).
     owns: frozenset[str] = frozenset()
+    #: Request parameters this mode sets itself and a user's cannot join: giving one is
+    #: an error, since sending it would drop the schema (or the user's value).
+    refuses: frozenset[str] = frozenset()
 
     def shape(
         self,
@@ -96,6 +99,7 @@ class JSONSchemaMode(Mode):
     name = "json_schema"
     instruction = "Answer with the JSON object only."
     structured = True
+    refuses = frozenset({"response_format"})
 
     def shape(
         self,
@@ -190,6 +194,7 @@ class ToolsMode(Mode):
 class JSONObjectMode(Mode):
     name = "json_object"
     instruction = "Answer with one JSON object that validates against this JSON Schema:\n{schema}"
+    refuses = frozenset({"response_format"})
 
     def shape(
         self,
@@ -238,6 +243,12 @@ def build_body(
     the dialect's loose form without the strict flag.
     """
     shape = MODE_TABLE[mode]
+    for name in shape.refuses & params.keys():
+        raise ParameterError(
+            name,
+            f"mode {mode} sends its own (it carries the schema); leave it out, or choose "
+            "mode='prompt' to send yours",
+        )
     body: dict[str, Any] = {"model": model, "messages": messages}
     wire = dialect.schema_dialect
     if not strict and dialect.loose_schema_dialect is not None:

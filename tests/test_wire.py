@@ -116,6 +116,16 @@ def test_response_format_given_by_the_user_wins(make_client, server):
     assert server.requests[0].response_format == {"type": "json_object"}
 
 
+@pytest.mark.parametrize("mode", ["json_schema", "json_object"])
+def test_a_response_format_that_would_drop_the_schema_is_refused_before_sending(
+    make_client, server, mode
+):
+    server.handler = ok
+    with pytest.raises(ParameterError, match=f"mode {mode} sends its own"):
+        make_client().extract(Person, TEXT, mode=mode, response_format={"type": "text"})
+    assert not server.requests
+
+
 def test_max_tokens_is_a_deprecated_alias(make_client, server):
     server.handler = ok
     with pytest.warns(DeprecationWarning, match="max_completion_tokens"):

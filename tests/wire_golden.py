@@ -387,12 +387,12 @@ def _extra_cases() -> list[Case]:
             {"mode": "json_schema", "tools": [tool]},
         ),
         Case(
-            "openai/json_schema/response-format-option",
+            "openai/prompt/response-format-option",  # json_schema refuses one: it drops the schema
             "openai",
             "extract",
             Person,
             (Reply(PERSON),),
-            {"mode": "json_schema", "response_format": {"type": "json_object"}},
+            {"mode": "prompt", "response_format": {"type": "json_object"}},
         ),
         Case(
             "openai/json_schema/max-tokens-alias",
