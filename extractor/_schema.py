@@ -257,7 +257,7 @@ class CompiledSchema(Generic[T]):
         return tuple(pairs)
 
     def dump(self, value: T) -> Any:
-        """The value as plain JSON data (`model_dump(mode="json")`, through its type)."""
+        """The value as plain JSON data, keyed as the schema names the fields (by alias)."""
         return value if self._dump is None else self._dump(value)
 
     def load(self, data: Any) -> T:
@@ -328,7 +328,9 @@ def _compile(target: Any) -> CompiledSchema[Any]:
             raise InvalidAnswer(_pydantic_details(exc)) from None
 
     def dump(value: Any) -> Any:
-        return adapter.dump_python(value, mode="json")
+        # by alias, as the schema names the fields: a dumped record validates again, and
+        # a worked example shows the model the keys it is asked for
+        return adapter.dump_python(value, mode="json", by_alias=True)
 
     wire, wrap_key = _wrap(schema, "items" if _is_list_schema(schema) else "value")
     compiled = CompiledSchema(

@@ -38,7 +38,7 @@ PUBLIC = {
         *("InputError", "InvalidAnswer", "MalformedResponse", "Mode", "Options"),
         *("DocumentTooLong", "ParameterError"),
         *("Refusal", "RetriesExhausted", "ChunkError", "LongExtraction", "Merge"),
-        *("MergeError", "aextract_long", "extract_long"),
+        *("MergeError", "ResponseCache", "aextract_long", "extract_long"),
         *("RetryPolicy", "SchemaError", "TruncatedAnswer", "Usage", "UsageError"),
         *("WorkedExample", "__version__", "aextract", "aextract_stream", "compile_schema"),
         *("default_client", "extract", "extract_stream", "extractable", "worked_examples"),

@@ -105,3 +105,18 @@ def test_a_per_call_example_that_does_not_fit_is_refused_before_any_request(
     with pytest.raises(SchemaError, match=r"worked example 0 for Sender does not validate.*name"):
         make_client().extract(Sender, NOTE, examples=[WorkedExample("x", {"email": "a@b.c"})])
     assert server.requests == []
+
+
+def test_fields_with_aliases_are_shown_and_stored_by_the_names_the_schema_asks_for(
+    tmp_path,
+):
+    @worked_examples(WorkedExample("Total due: 3.50", {"Total": 3.5}))
+    class Bill(BaseModel):
+        total_amount: float = Field(alias="Total")
+
+    compiled = compile_schema(Bill)
+    assert list(compiled.schema["properties"]) == ["Total"]
+    assert compiled.examples[0][1] == {"Total": 3.5}  # the key the model must answer with
+    record = compiled.load({"Total": 7.25})
+    assert compiled.dump(record) == {"Total": 7.25}
+    assert compiled.load(compiled.dump(record)) == record  # a stored record validates again
