@@ -699,7 +699,12 @@ def _load_json_schema(path: Path) -> Any:
         raise UsageError(f"cannot read the JSON Schema in {path}: {exc}") from None
     if not isinstance(schema, dict):
         raise UsageError(f"{path} holds {json_kind(schema)}, not a JSON Schema object")
-    return schema
+    from extractor._drafts import bundle
+
+    try:
+        return bundle(schema, path)  # the documents its references name, read from beside it
+    except SchemaError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _import_path(path: Path) -> ModuleType:

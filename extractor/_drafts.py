@@ -26,14 +26,16 @@ left out, with a warning, since it could be neither sent nor checked.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urljoin
 
 from extractor._errors import SchemaError
 
-__all__ = ["normalize", "pointer", "python_patterns"]
+__all__ = ["bundle", "normalize", "pointer", "python_patterns"]
 
 logger = logging.getLogger("extractor")
 
@@ -100,8 +102,8 @@ class _Reader:
         for key in ("$defs", "definitions"):
             given = document.get(key)
             if isinstance(given, dict):
-                for name in given:
-                    self._name((self.root, f"/{key}/{_escape(name)}"), name)
+                for name, definition in given.items():
+                    self._name(self._defined(key, name, definition), name)
         body = self._walk(document, "", self.root, top=True)
         if not self.changed and "definitions" not in document:
             return document  # already in the one form: as written
@@ -111,6 +113,15 @@ class _Reader:
         return out
 
     # --- resources ----------------------------------------------------------------------
+
+    def _defined(self, key: str, name: str, definition: Any) -> tuple[str, str]:
+        """Where a root definition lives, as references reach it: (resource, pointer).
+
+        An embedded resource (a bundled document, with its own `$id`) is reached by its
+        URI, so it is keyed by that: one definition in the output, not two.
+        """
+        own = _id_of(definition, self.root) if isinstance(definition, dict) else None
+        return (own, "") if own else (self.root, f"/{key}/{_escape(name)}")
 
     def _index(self, node: Any, base: str, at: str) -> None:
         """Record the resources (`$id`s) and anchors under `node`, by the URI they live at."""
@@ -147,7 +158,9 @@ class _Reader:
             found = _metaschema(uri)
             if found is None:
                 raise SchemaError(
-                    f"$ref {ref!r} points outside this schema; inline what it refers to",
+                    f"$ref {ref!r} points to another document, which is not here: inline "
+                    "it, or (on the command line) put it beside the schema file, where "
+                    "references are read from",
                     path=path,
                 )
             self._index(found, uri, "")
@@ -235,8 +248,7 @@ class _Reader:
             elif key in _MAPS and isinstance(value, dict):
                 if top and key in ("$defs", "definitions"):
                     for name, sub in value.items():
-                        fragment = f"/{key}/{_escape(name)}"
-                        defined = self.names[(self.root, fragment)]
+                        defined = self.names[self._defined(key, name, sub)]
                         if defined not in self.defs:
                             self.defs[defined] = {}
                             self.defs[defined] = self._walk(sub, f"$defs.{defined}", base)
@@ -392,3 +404,91 @@ def _escape(name: str) -> str:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def bundle(schema: JSON, path: Path) -> JSON:
+    """`schema`, read from the file at `path`, with the documents its `$ref`s name beside it
+    embedded, so that it stands alone (a compound document, as Draft 2020-12 bundles).
+
+    A reference to another document resolves, as the drafts say, against the base URI of
+    where it stands: the schema's `$id`, or the file itself when it has none. That
+    document is looked for on disk: a `file:` URI is its path; any other URI below the
+    folder of the root's `$id` is the same path below the schema file's folder (a schema
+    published at `https://example.com/s/a.json` refers to `b.json` beside it). Each one
+    found is embedded in `$defs` under its URI as its `$id`, and read for references of
+    its own. Nothing is fetched from the network; a document not found is left for
+    `normalize` to refuse with its path. Metaschema references are `normalize`'s too.
+    """
+    folder = path.resolve().parent
+    file_uri = path.resolve().as_uri()
+    root = _id_of(schema, file_uri) or file_uri
+    root_folder = root.rpartition("/")[0] + "/"
+    known: set[str] = set()
+    found: dict[str, JSON] = {}
+
+    def index(node: Any, base: str) -> None:  # the resources a document holds already
+        if isinstance(node, dict):
+            base = _id_of(node, base) or base
+            known.add(base)
+            for key, value in node.items():
+                if key not in ("enum", "const", "examples", "default"):
+                    index(value, base)
+        elif isinstance(node, list):
+            for value in node:
+                index(value, base)
+
+    def local(uri: str) -> Path | None:
+        if uri.startswith("file:"):
+            candidate = Path(unquote(uri.removeprefix("file://")))
+        elif uri.startswith(root_folder) and not root.startswith("file:"):
+            candidate = folder / unquote(uri[len(root_folder) :])
+        else:
+            return None
+        return candidate if candidate.is_file() else None
+
+    def refs(node: Any, base: str) -> None:
+        if isinstance(node, dict):
+            base = _id_of(node, base) or base
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str):
+                    target = urljoin(base, value).partition("#")[0]
+                    if target and target not in known and "json-schema.org" not in target:
+                        fetch(target)
+                elif key not in ("enum", "const", "examples", "default"):
+                    refs(value, base)
+        elif isinstance(node, list):
+            for value in node:
+                refs(value, base)
+
+    def fetch(uri: str) -> None:
+        where = local(uri)
+        if where is None:
+            return
+        try:
+            document = json.loads(where.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"cannot read {where}, which a $ref names: {exc}") from None
+        if not isinstance(document, dict):
+            raise SchemaError(f"{where}, which a $ref names, is not a JSON Schema object")
+        document = {**{k: v for k, v in document.items() if k not in ("$id", "id")}, "$id": uri}
+        known.add(uri)
+        found[uri] = document
+        index(document, uri)
+        refs(document, uri)
+
+    index(schema, root)
+    refs(schema, root)
+    if not found:
+        return schema
+    out = dict(schema)
+    if "$id" not in out and "id" not in out:
+        out["$id"] = root  # the base the embedded documents' URIs were resolved against
+    defs = dict(out.get("$defs") or {})
+    for uri, document in found.items():
+        stem = uri.rpartition("/")[2].removesuffix(".json").removesuffix(".schema")
+        name = _NAME.sub("_", stem) or "document"
+        while name in defs:
+            name += "_"
+        defs[name] = document
+    out["$defs"] = defs
+    return out

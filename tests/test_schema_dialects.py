@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extractor import Client, InvalidAnswer, SchemaError, compile_schema
+from extractor._cli import load_target
 from extractor.testing import Answer, ChatServer, Fault, RecordedRequest
 
 
@@ -131,8 +133,79 @@ def test_a_type_array_becomes_a_union_in_strict() -> None:
 
 def test_a_reference_out_of_the_document_is_refused_with_its_path() -> None:
     schema = {"type": "object", "properties": {"a": {"$ref": "other.json#/definitions/A"}}}
-    with pytest.raises(SchemaError, match="outside this schema") as caught:
+    with pytest.raises(SchemaError, match="points to another document") as caught:
         compile_schema(schema)
+    assert caught.value.path == "a"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_documents_a_schema_file_refers_to_are_read_from_beside_it(tmp_path: Path) -> None:
+    order = write_json(
+        tmp_path / "order.json",
+        {
+            "type": "object",
+            "properties": {
+                "ship_to": {"$ref": "common/address.json"},
+                "note": {"$ref": "common/address.json#/definitions/line"},
+            },
+            "required": ["ship_to"],
+        },
+    )
+    write_json(
+        tmp_path / "common" / "address.json",
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"line": {"type": "string", "maxLength": 80}},
+            "type": "object",
+            "properties": {
+                "street": {"$ref": "#/definitions/line"},
+                "country": {"$ref": "country.schema.json"},  # relative to address.json
+            },
+            "required": ["street", "country"],
+        },
+    )
+    write_json(tmp_path / "common" / "country.schema.json", {"enum": ["NL", "DE"]})
+    compiled = compile_schema(load_target(str(order)))
+    defs = compiled.schema["$defs"]
+    assert set(defs) == {"address", "line", "country"}  # each once, by its file's name
+    assert compiled.schema["properties"]["ship_to"] == {"$ref": "#/$defs/address"}
+    assert compiled.load({"ship_to": {"street": "Main St 1", "country": "NL"}})
+    with pytest.raises(InvalidAnswer, match="country"):
+        compiled.load({"ship_to": {"street": "Main St 1", "country": "FR"}})
+    assert str(tmp_path) not in json.dumps(compiled.dialect("openai-strict"))  # no local path
+
+
+def test_a_schema_with_an_id_finds_its_siblings_by_that_id(tmp_path: Path) -> None:
+    # published at https://example.com/schemas/, its documents sit side by side
+    bom = write_json(
+        tmp_path / "bom.schema.json",
+        {
+            "$id": "https://example.com/schemas/bom.schema.json",
+            "type": "object",
+            "properties": {"license": {"$ref": "spdx.schema.json"}},
+        },
+    )
+    write_json(tmp_path / "spdx.schema.json", {"$id": "x", "enum": ["MIT", "Apache-2.0"]})
+    compiled = compile_schema(load_target(str(bom)))
+    assert compiled.load({"license": "MIT"})
+    with pytest.raises(InvalidAnswer):
+        compiled.load({"license": "GPL"})
+
+
+def test_a_referenced_document_that_is_not_there_is_refused_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    lonely = write_json(
+        tmp_path / "lonely.json",
+        {"type": "object", "properties": {"a": {"$ref": "https://elsewhere.example/x.json"}}},
+    )
+    with pytest.raises(SchemaError, match="put it beside the schema file") as caught:
+        compile_schema(load_target(str(lonely)))
     assert caught.value.path == "a"
 
 

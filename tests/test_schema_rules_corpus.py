@@ -23,7 +23,7 @@ from tests.schema_strategies import instances, schemas
 
 CORPUS = Path(__file__).parent / "data" / "schemas"
 FILES = sorted(p for p in CORPUS.glob("*.json") if p.name != "MANIFEST.json")
-CANNOT_BE_SENT = ("points outside this schema", "not a valid JSON Schema")
+CANNOT_BE_SENT = ("points to another document", "not a valid JSON Schema")
 CLIENT = Client("openai/m", api_key="sk-x", base_url="https://example.invalid/v1")
 
 
