@@ -335,8 +335,8 @@ def test_the_chunk_target_shows_the_targets_worked_examples() -> None:
     class Aliased(BaseModel):
         total: float = Field(alias="Total")
 
-    # its examples do not read back through the alias: none is better than a wrong one
-    assert compile_schema(chunk_target(Aliased)).examples == ()
+    # records are keyed by alias, as the schema names the fields: they read back the same
+    assert compile_schema(chunk_target(Aliased)).examples == (("Total: 4", {"Total": 4.0}),)
 
 
 # --- the round trip: split, extract what each chunk holds, merge -----------------------------
