@@ -265,13 +265,16 @@ def _add_batch(commands: Any) -> None:
         "validate",
         help="check stored records against a schema",
         description=(
-            'Check every record of a batch output file (JSON lines with a "record") '
-            "against SCHEMA; print each one that no longer fits, with the path and why. "
+            'Check every record of a batch output file (JSON lines with a "record", or '
+            "Parquet) against SCHEMA; print each one that no longer fits, with the path "
+            "and why. "
             "Exit 1 if any does, 0 if all fit."
         ),
     )
     validate.add_argument("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
-    validate.add_argument("file", metavar="FILE", help="a batch output file (JSON lines)")
+    validate.add_argument(
+        "file", metavar="FILE", help="a batch output: JSON lines, or a Parquet file or folder"
+    )
     _add_verbose(validate, default=argparse.SUPPRESS)
     validate.set_defaults(handler=_validate)
 
@@ -288,7 +291,14 @@ def _add_batch(commands: Any) -> None:
     add = batch.add_argument
     add("schema", metavar="SCHEMA", help=_SCHEMA_HELP)
     add("input", metavar="INPUT", help="a folder, a .jsonl or .csv file, or - (JSONL)")
-    add("-o", "--output", metavar="OUT.jsonl", required=True, help="records, one JSON line each")
+    add(
+        "-o",
+        "--output",
+        metavar="OUT.jsonl",
+        required=True,
+        help="records, one JSON line each; a path ending in .parquet: a Parquet folder "
+        "(the arrow extra)",
+    )
     add("--failures", metavar="PATH", help="failures (default: OUT.failures.jsonl)")
     add(
         "--concurrency",
@@ -502,36 +512,28 @@ def _schema(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     compiled = compile_schema(load_target(args.schema))
     path = Path(args.file)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    parquet = path.suffix.lower() == ".parquet" or path.is_dir()
     checked = wrong = other = skipped = 0
-    with handle:
-        for number, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                _emit(f"line {number}: not JSON")
-                wrong += 1
-                continue
-            if not isinstance(line, dict) or "record" not in line:
-                skipped += 1  # a failure line: nothing to check
-                continue
-            checked += 1
-            if line.get("schema") not in (None, compiled.fingerprint):
-                other += 1
-            record = line["record"]
-            data = {compiled.wrap_key: record} if compiled.wrap_key else record
-            try:
-                compiled.load(data)
-            except InvalidAnswer as exc:
-                wrong += 1
-                where = line.get("id", f"line {number}")
-                for error in exc.errors:
-                    _emit(f"{where}: {error.path or '(root)'}: {error.message}")
+    for number, line in _stored_rows(path) if parquet else _json_lines(path):
+        if line is _NOT_JSON:
+            _emit(f"line {number}: not JSON")
+            wrong += 1
+            continue
+        if not isinstance(line, dict) or "record" not in line:
+            skipped += 1  # a failure line: nothing to check
+            continue
+        checked += 1
+        if line.get("schema") not in (None, compiled.fingerprint):
+            other += 1
+        record = line["record"]
+        data = {compiled.wrap_key: record} if compiled.wrap_key else record
+        try:
+            compiled.load(data)
+        except InvalidAnswer as exc:
+            wrong += 1
+            where = line.get("id", f"{'row' if parquet else 'line'} {number}")
+            for error in exc.errors:
+                _emit(f"{where}: {error.path or '(root)'}: {error.message}")
     print(
         f"extractor: {checked} record(s) checked, {wrong} do not fit {compiled.name}"
         + (f"; {other} were written under another schema" if other else "")
@@ -539,6 +541,37 @@ def _validate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_FAILED if wrong else EXIT_OK
+
+
+_NOT_JSON: Final = object()
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded line) of a JSON lines file; `_NOT_JSON` for a broken line."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            if raw.strip():
+                try:
+                    yield number, json.loads(raw)
+                except ValueError:
+                    yield number, _NOT_JSON
+
+
+def _stored_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(row number, row as a JSON line) of a Parquet file or a batch job's Parquet folder."""
+    from extractor.batch._parquet import read_rows  # pyarrow: only for Parquet
+    from extractor.batch._store import StoreError
+
+    if not path.exists():
+        raise UsageError(f"cannot read {path}: no such file or folder")
+    try:
+        yield from enumerate(read_rows(path), 1)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -103,6 +103,7 @@ PUBLIC_MODULES = {
     "extractor.__main__",
     "extractor.backend",
     "extractor.batch",
+    "extractor.dataframes",
     "extractor.documents",
     "extractor.events",
     "extractor.otel",

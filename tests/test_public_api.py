@@ -59,6 +59,7 @@ PUBLIC = {
         *("Answered", "Event", "Failed", "Finished", "Hook", "Retrying", "Sending"),
         *("Started", "subscribe", "unsubscribe"),
     },
+    "extractor.dataframes": {"aextract", "extract"},
 }
 
 

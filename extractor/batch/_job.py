@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from extractor._errors import APIError
-from extractor._parts import LongExtraction
 from extractor._result import Prices, Usage
+from extractor._rows import result_row
 from extractor._schema import compile_schema
 from extractor.batch._limiter import Limiter
+from extractor.batch._parquet import ParquetStore, is_parquet, written_fingerprint
 from extractor.batch._runner import BatchResult, Window, release_pool
 from extractor.batch._sources import Document, Source
 from extractor.batch._store import Store, StoreError
@@ -57,8 +58,8 @@ TRANSPORT_FAILURES_TO_STOP: Final = 20
 
 
 def failures_path(output: Path) -> Path:
-    """Where failures go when not named: `out.jsonl` → `out.failures.jsonl`."""
-    suffix = output.suffix or ".jsonl"
+    """Where failures go when not named: `out.jsonl` (or `.parquet`) → `out.failures.jsonl`."""
+    suffix = ".jsonl" if is_parquet(output) else (output.suffix or ".jsonl")
     return output.with_name(f"{output.stem}.failures{suffix}")
 
 
@@ -272,9 +273,19 @@ class BatchJob:
     async def arun(self, *, handle_signals: bool = False) -> Summary:
         """Run the job on the running loop; see the module doc for how it ends."""
         self.client.check(self.target, **self.options)
-        store = Store(
-            self.output, self.failures, restart=self.restart, retry_failures=self.retry_failures
-        )
+        store: Store | ParquetStore
+        if is_parquet(self.output):
+            store = ParquetStore(
+                self.output,
+                self.failures,
+                self.target,
+                restart=self.restart,
+                retry_failures=self.retry_failures,
+            )
+        else:
+            store = Store(
+                self.output, self.failures, restart=self.restart, retry_failures=self.retry_failures
+            )
         if not self.schema_changed_ok:
             try:
                 _check_schema(self.output, self.fingerprint)
@@ -363,7 +374,7 @@ class BatchJob:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-    def _pending(self, store: Store) -> Iterator[Document]:
+    def _pending(self, store: Store | ParquetStore) -> Iterator[Document]:
         """The input less what the files hold and repeated ids; counts as it goes."""
         done = store.done
         seen: set[Any] = set()
@@ -387,43 +398,16 @@ class BatchJob:
             seen.add(doc_id)
             yield document
 
-    def _write(self, store: Store, result: BatchResult[Any]) -> None:
+    def _write(self, store: Store | ParquetStore, result: BatchResult[Any]) -> None:
         summary = self.summary
         usage = result.usage if self.prices is None else self.prices.fill(result.usage)
         summary.usage = summary.usage + usage
+        line = result_row(result, fingerprint=self.fingerprint, dump=self._dump, usage=usage)
+        store.write(line, ok=result.extraction is not None)
         if result.extraction is not None:
-            extraction = result.extraction
-            line = {
-                "id": result.id,
-                "record": self._dump(extraction.value),
-                "usage": _usage(usage),
-                "attempts": len(extraction.attempts),
-                "model": extraction.model,
-                "mode": extraction.mode,
-                "elapsed_s": round(result.elapsed_s, 3),
-                "schema": self.fingerprint,
-            }
-            if isinstance(extraction, LongExtraction):  # read in chunks: where values came from
-                line["chunks"] = len(extraction.parts)
-                line["pages"] = {path: list(s.pages) for path, s in extraction.provenance.items()}
-                if extraction.conflicts:
-                    line["conflicts"] = [str(c) for c in extraction.conflicts.values()]
-            store.write(line, ok=True)
             summary.done += 1
         else:
-            error = result.error
-            kind = type(error).__name__
-            line = {
-                "id": result.id,
-                "error": {"type": kind, "message": str(error)},
-                "attempts": len(result.attempts),
-                "raw": result.raw,
-                "usage": _usage(usage),
-                "model": result.model,
-                "elapsed_s": round(result.elapsed_s, 3),
-                "schema": self.fingerprint,
-            }
-            store.write(line, ok=False)
+            kind = type(result.error).__name__
             summary.failed += 1
             summary.failure_types[kind] = summary.failure_types.get(kind, 0) + 1
         self._check_transport(result.error)
@@ -483,18 +467,11 @@ class BatchJob:
             counting.cancel()
 
 
-def _usage(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "cost": usage.cost,
-        "cached": usage.cached,
-    }
-
-
 def _check_schema(output: Path, fingerprint: str) -> None:
     """Refuse to add to `output` lines of another schema than the ones it holds."""
+    if is_parquet(output):
+        _check_written(output, written_fingerprint(output), fingerprint)
+        return
     try:
         with output.open("rb") as lines:
             first = lines.readline()
@@ -504,7 +481,11 @@ def _check_schema(output: Path, fingerprint: str) -> None:
         written = json.loads(first).get("schema") if first.strip() else None
     except (ValueError, AttributeError):
         return  # a torn first line: the store has dealt with it
-    if isinstance(written, str) and written != fingerprint:
+    _check_written(output, written if isinstance(written, str) else None, fingerprint)
+
+
+def _check_written(output: Path, written: str | None, fingerprint: str) -> None:
+    if written is not None and written != fingerprint:
         raise StoreError(
             f"{output} was written under another schema (fingerprint {written}; this one is "
             f"{fingerprint}): rerun with --restart to start over, or --schema-changed keep to "
