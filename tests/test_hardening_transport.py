@@ -68,7 +68,9 @@ def _close_clients() -> Iterator[None]:
         _made.pop().close()
 
 
-def _elapsed(call: Callable[[], Any], error: type[BaseException]) -> float:
+def _elapsed(
+    call: Callable[[], Any], error: type[BaseException] | tuple[type[BaseException], ...]
+) -> float:
     start = time.monotonic()
     with pytest.raises(error):
         call()
@@ -132,13 +134,16 @@ def test_a_comment_only_answer_to_a_plain_request_times_out(server: ChatServer) 
 def test_the_deadline_bounds_retries_and_their_waits(server: ChatServer) -> None:
     server.handler = lambda request: Fault(503, headers={"Retry-After": "0.3"})
     client = _client(server, deadline=1.0, retry=RetryPolicy(attempts=1000, max_elapsed=None))
-    took = _elapsed(lambda: client.extract(Contact, TEXT), APIStatusError)
+    # the last 503, or (a try begun just before the deadline, on a loaded machine) the
+    # deadline itself: either way it ends by the deadline
+    ends = (APIStatusError, APITimeoutError)
+    took = _elapsed(lambda: client.extract(Contact, TEXT), ends)
     assert took < 1.0 + MARGIN
     assert 2 <= len(server.requests) <= 5  # retried while there was time, then stopped
 
     server.reset()
     server.handler = lambda request: Fault(503, headers={"Retry-After": "0.3"})
-    took = _elapsed(lambda: asyncio.run(client.aextract(Contact, TEXT)), APIStatusError)
+    took = _elapsed(lambda: asyncio.run(client.aextract(Contact, TEXT)), ends)
     assert took < 1.0 + MARGIN
     client.close()
 
