@@ -107,6 +107,7 @@ PUBLIC_MODULES = {
     "extractor.documents",
     "extractor.events",
     "extractor.otel",
+    "extractor.ray",
     "extractor.testing",
 }
 

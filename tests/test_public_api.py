@@ -60,6 +60,7 @@ PUBLIC = {
         *("Started", "subscribe", "unsubscribe"),
     },
     "extractor.dataframes": {"aextract", "extract"},
+    "extractor.ray": {"Extract", "extract", "rate_limit"},
 }
 
 

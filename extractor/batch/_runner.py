@@ -36,6 +36,7 @@ from extractor._errors import (
 from extractor._merge import check
 from extractor._parts import LongExtraction, chunk_target, chunks_of, collect, finish
 from extractor._result import Attempt, Extraction, Usage
+from extractor.backend import Pacer
 from extractor.batch._limiter import Limiter
 from extractor.batch._sources import Document, DocumentError, load
 
@@ -146,7 +147,7 @@ class Window:
         documents: Iterator[Document],
         *,
         concurrency: int,
-        limiter: Limiter,
+        limiter: Pacer,
         options: Mapping[str, Any],
         blocking: bool = False,
         split: bool = True,
@@ -358,7 +359,7 @@ async def run_chunks(
     plan: Plan,
     budget: int | None,
     *,
-    limiter: Limiter,
+    limiter: Pacer,
     concurrency: int,
     options: Mapping[str, Any],
     overlap_chars: int | None = None,
