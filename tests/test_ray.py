@@ -386,3 +386,19 @@ def test_the_schedule_never_lets_a_second_hold_more_than_its_rate() -> None:
         instants.append(start)
     assert busiest_second(instants) <= 51
     assert functools.reduce(max, instants) == pytest.approx(5.0 + 19 / 50)
+
+
+def test_with_no_provider_each_actor_runs_the_embedded_model(cluster: None) -> None:
+    pytest.importorskip("llama_cpp")
+
+    class Memo(BaseModel):
+        sender: str
+
+    texts = {f"m{i}": f"From: Ann Lee{i}\nSee you on Tuesday." for i in range(6)}
+    dataset = ray.data.from_items([{"id": k, "text": v} for k, v in texts.items()])
+    rows = xray.extract(dataset, Memo, actors=2, concurrency_per_actor=2).take_all()
+    assert sorted(row["id"] for row in rows) == sorted(texts)
+    for row in rows:
+        assert row["_error_type"] is None, row["_error_message"]
+        assert row["_model"] == "local/gemma-3-270m" and row["_mode"] == "grounded"
+        assert row["sender"] and row["sender"] in texts[row["id"]]  # copied from its document
