@@ -502,3 +502,26 @@ def test_max_cost_on_the_batch_api_needs_the_prices(server: ChatServer, tmp_path
     assert not server.batch_calls  # refused before anything was sent
     bad = cli(tmp_path, server, "--prices", "cheap")
     assert bad.returncode == 2 and "not two prices" in bad.stderr
+
+
+def test_a_batch_api_job_writes_parquet_and_resumes_from_it(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    ids = write_docs(tmp_path / "docs.jsonl", 30)
+    (tmp_path / "person.py").write_text(SCHEMA)
+    server.handler = lambda request: Answer(
+        content=json.dumps({"name": name_of(request), "age": 30})
+    )
+    argv = [
+        sys.executable, "-m", "extractor", "batch", str(tmp_path / "person.py") + ":Person",
+        str(tmp_path / "docs.jsonl"), "-o", str(tmp_path / "out.parquet"), "--via", "batch-api",
+        "--model", "openai/test-model", "--base-url", server.base_url, "--mode", "json_schema",
+    ]  # fmt: skip
+    for _ in range(2):  # the second run finds everything done
+        done = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    table = pq.read_table(tmp_path / "out.parquet")  # the folder holds part files only
+    assert sorted(table.column("id").to_pylist()) == ids
+    assert set(table.column("age").to_pylist()) == {30}
+    assert len(server.batch_lines) == 30  # the rerun submitted nothing
