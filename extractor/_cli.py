@@ -162,7 +162,10 @@ them for the next run). A 429 slows the whole job: every request waits out the
 Retry-After, and concurrency halves, then grows back. After 20 documents in a row fail
 on the transport (every retry spent: the provider is down or refusing), the job stops
 rather than fail the rest of the input. --max-cost needs a provider that reports cost
-(OpenRouter does).
+(OpenRouter does), or --prices to work it out from the tokens (with --via batch-api, each
+batch's cost is estimated before it is submitted, and what would pass the cap waits for a
+rerun). OUT ending in .parquet writes a Parquet folder instead (the arrow extra); --cache
+answers what an earlier run asked from its file, sending nothing.
 
 Progress goes to stderr when it is a terminal; the summary always does.
 
