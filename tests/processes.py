@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,24 @@ def spawn(*argv: str, **popen: Any) -> subprocess.Popen[str]:
         **popen,
     }
     return subprocess.Popen(command(*argv), **options)
+
+
+def sigkill_when(
+    child: subprocess.Popen[Any], ready: Callable[[], bool], *, timeout: float = 30.0
+) -> None:
+    """`kill -9` the running `child` the moment `ready()` holds.
+
+    Fails if the child ends first or the moment does not come within `timeout` seconds;
+    the child is reaped either way.
+    """
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert child.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the kill point never came"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL

@@ -9,11 +9,9 @@ parses, and the failures are exactly the documents the server always answers wro
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 
 from extractor.testing import Answer, ChatServer, Delay, Item, RecordedRequest
-from tests.processes import child_env
+from tests.processes import child_env, sigkill_when
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
 
@@ -76,17 +74,7 @@ def test_three_sigkills_then_a_rerun_leave_every_id_exactly_once(
             argv, cwd=tmp_path, env=child_env(), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while not ready():
-                assert child.poll() is None, "the job ended before it could be killed"
-                assert time.monotonic() < deadline, "the kill point never came"
-                time.sleep(0.002)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.kill()
-            child.wait()
-        assert child.returncode == -signal.SIGKILL
+        sigkill_when(child, ready)
 
     kill_when(lambda: count_lines(out) >= 40)
     first = count_lines(out) + count_lines(failures)

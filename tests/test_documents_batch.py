@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ import pytest
 
 from extractor._exits import EXIT_FAILED
 from extractor.testing import Answer, ChatServer, Delay, Item, RecordedRequest
-from tests.processes import ROOT, child_env
+from tests.processes import ROOT, child_env, sigkill_when
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
 
@@ -220,17 +219,7 @@ def test_a_folder_of_mixed_and_hostile_files_survives_sigkills_and_a_rerun(
 
     def kill_when(ready: Callable[[], bool]) -> None:
         child = start()
-        try:
-            deadline = time.monotonic() + 30
-            while not ready():
-                assert child.poll() is None, "the job ended before it could be killed"
-                assert time.monotonic() < deadline, "the kill point never came"
-                time.sleep(0.002)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.kill()
-            child.wait()
-        assert child.returncode == -signal.SIGKILL
+        sigkill_when(child, ready)
         if Path("/proc/self/stat").exists():  # the PDF worker does not outlive the job
             deadline = time.monotonic() + 20
             while left := session_processes(child.pid):

@@ -7,10 +7,8 @@ is read back with pyarrow, pandas and polars as a user would.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 from extractor import compile_schema
 from extractor._exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from extractor.testing import Answer, ChatServer, Delay, RecordedRequest
-from tests.processes import child_env
+from tests.processes import child_env, sigkill_when
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -174,17 +172,7 @@ def test_kill_9_mid_run_again_and_again_then_every_id_is_there_exactly_once(
         child = subprocess.Popen(
             argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        try:
-            deadline = time.monotonic() + 60
-            while not ready():
-                assert child.poll() is None, "the job ended before it could be killed"
-                assert time.monotonic() < deadline, "the kill point never came"
-                time.sleep(0.002)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.kill()
-            child.wait()
-        assert child.returncode == -signal.SIGKILL
+        sigkill_when(child, ready, timeout=60)
         if out.is_dir():
             only_parts(out)  # after every kill, every file of the folder reads
 
