@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel
-from results import package_versions, section_header, write_section
+from results import command_line, package_versions, section_header, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER = Path(__file__).resolve().parent / "loopback_server.py"
@@ -502,9 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("C. memory", file=sys.stderr)
             with loopback(0.0) as url:
                 parts["memory"] = measure_memory(url, args.memory_sizes, args.concurrency, folder)
-    command = "python benchmarks/batch.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line("batch.py", argv)
     section = build_section(args, parts, command)
     print(section)
     if not args.no_write:

@@ -33,7 +33,6 @@ import itertools
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from results import load_average, package_versions, section_header, write_section
+from results import command_line, load_average, package_versions, section_header, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTION = "batch_api"
@@ -794,9 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {root}", file=sys.stderr)
         elif args.folder is None:
             shutil.rmtree(root, ignore_errors=True)
-    command = "python benchmarks/batch_api.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line("batch_api.py", argv)
     section = build_section(args, runs, load, command, input_bytes, root)
     print(section)
     if not args.no_write:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from results import package_versions, section_header, write_section
+from results import command_line, package_versions, section_header, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTION = "parquet_memory"
@@ -239,9 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(tmp) / "parquet-1"
         folder.mkdir()
         one = run_child("parquet", 1, folder)
-    command = "python benchmarks/parquet_memory.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line("parquet_memory.py", argv)
     section = build_section(args.sizes, runs, one, command)
     print(section)
     if not args.no_write:

@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import signal
 import statistics
 import subprocess
@@ -55,7 +54,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from results import package_versions, section_header, write_section
+from results import command_line, package_versions, section_header, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples"
@@ -665,9 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv_ += ["--password", password] if password else []
             outcome = run_child(argv_, args.timeout, args.memory_limit * MIB)
             probes.setdefault(label, {})[contender.name] = outcome
-    command = "python benchmarks/pdf_text.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line("pdf_text.py", argv)
     section = build_section(benches, samples, real, probes, args, command)
     print(section)
     if not args.no_write:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from batch import RECORD, SCHEMA_FILE, text_of, write_documents
 from pydantic import BaseModel
-from results import package_versions, section_header, write_section
+from results import command_line, package_versions, section_header, write_section
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -368,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                 ray.shutdown()
     for engine in engines:
         print(json.dumps({**engine.__dict__, "whole": engine.whole.__dict__}), file=sys.stderr)
-    command = "python benchmarks/ray_vs_batch.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line("ray_vs_batch.py", argv)
     section = build_section(args, init, warm, engines, command)
     print(section)
     if not args.no_write:

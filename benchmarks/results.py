@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import platform
 import re
-from collections.abc import Iterable
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -113,3 +115,9 @@ def write_section(name: str, section: str) -> None:
     """Write ``section`` as the ``## name`` section of RESULTS.md, in place."""
     current = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else ""
     RESULTS_PATH.write_text(replace_section(current, name, section))
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """How to run this again: `python benchmarks/SCRIPT` with the arguments given."""
+    given = sys.argv[1:] if argv is None else argv
+    return f"python benchmarks/{script}" + "".join(f" {shlex.quote(a)}" for a in given)

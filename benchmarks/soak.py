@@ -49,7 +49,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from results import package_versions, section_header, write_section
+from results import command_line, package_versions, section_header, write_section
 
 from extractor.testing import (
     Answer,
@@ -895,9 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     report = soak(args)
-    command = "python benchmarks/soak.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line("soak.py", argv)
     section = build_section(report, args, command)
     print(section)
     if args.report_json:
