@@ -164,49 +164,45 @@ class Cached:
         self.inner = inner
         self.cache = cache
 
-    def complete(self, request: Request) -> Answer:
+    def _look(self, request: Request) -> tuple[str, Answer | None]:
         key = self.cache.key(request)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        answer = self.inner.complete(request)
+        return key, self.cache.get(key)
+
+    def _keep(self, key: str, request: Request, answer: Answer) -> Answer:
         self.cache.put(key, request.endpoint.label, answer)
         return answer
+
+    def complete(self, request: Request) -> Answer:
+        key, hit = self._look(request)
+        return hit or self._keep(key, request, self.inner.complete(request))
 
     async def acomplete(self, request: Request) -> Answer:
-        key = self.cache.key(request)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        answer = await self.inner.acomplete(request)
-        self.cache.put(key, request.endpoint.label, answer)
-        return answer
+        key, hit = self._look(request)
+        return hit or self._keep(key, request, await self.inner.acomplete(request))
 
     def stream(self, request: Request) -> Iterator[StreamItem]:
-        key = self.cache.key(request)
-        hit = self.cache.get(key)
+        key, hit = self._look(request)
         if hit is not None:
-            if hit.text:
-                yield hit.text
-            yield hit
+            yield from _replayed(hit)
             return
         for item in self.inner.stream(request):
-            if isinstance(item, Answer):
-                self.cache.put(key, request.endpoint.label, item)
-            yield item
+            yield self._keep(key, request, item) if isinstance(item, Answer) else item
 
     async def astream(self, request: Request) -> AsyncIterator[StreamItem]:
-        key = self.cache.key(request)
-        hit = self.cache.get(key)
+        key, hit = self._look(request)
         if hit is not None:
-            if hit.text:
-                yield hit.text
-            yield hit
+            for item in _replayed(hit):
+                yield item
             return
         async for item in self.inner.astream(request):
-            if isinstance(item, Answer):
-                self.cache.put(key, request.endpoint.label, item)
-            yield item
+            yield self._keep(key, request, item) if isinstance(item, Answer) else item
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _replayed(hit: Answer) -> Iterator[StreamItem]:
+    """A kept answer as a stream: its whole text at once, then the answer."""
+    if hit.text:
+        yield hit.text
+    yield hit

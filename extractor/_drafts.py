@@ -60,6 +60,8 @@ _ONE: Final = (
 #: Keywords whose value is a list of subschemas.
 _MANY: Final = ("allOf", "anyOf", "oneOf", "prefixItems")
 _NAME: Final = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Keywords whose value is data, not schemas: no `$id`, anchor or `$ref` inside counts.
+_DATA: Final = ("enum", "const", "examples", "default")
 
 
 def pointer(document: Any, ref: str) -> Any:
@@ -145,7 +147,7 @@ class _Reader:
                 if isinstance(legacy, str) and legacy.startswith("#") and len(legacy) > 1:
                     anchors.setdefault(legacy[1:], at)
             for key, value in node.items():
-                if key not in ("enum", "const", "examples", "default"):
+                if key not in _DATA:
                     self._index(value, base, f"{at}/{_escape(key)}")
         elif isinstance(node, list):
             for i, value in enumerate(node):
@@ -431,7 +433,7 @@ def bundle(schema: JSON, path: Path) -> JSON:
             base = _id_of(node, base) or base
             known.add(base)
             for key, value in node.items():
-                if key not in ("enum", "const", "examples", "default"):
+                if key not in _DATA:
                     index(value, base)
         elif isinstance(node, list):
             for value in node:
@@ -454,7 +456,7 @@ def bundle(schema: JSON, path: Path) -> JSON:
                     target = urljoin(base, value).partition("#")[0]
                     if target and target not in known and "json-schema.org" not in target:
                         fetch(target)
-                elif key not in ("enum", "const", "examples", "default"):
+                elif key not in _DATA:
                     refs(value, base)
         elif isinstance(node, list):
             for value in node:
